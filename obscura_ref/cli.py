@@ -1,0 +1,174 @@
+"""The ``obscura-ref`` command line.
+
+    obscura-ref decode HEX|-        one JSON object per frame, or the error that stopped decoding
+    obscura-ref encode JSON|-       the frames described by JSON (an object, an array of objects,
+                                    or one object per line, as ``decode`` prints), as hex
+    obscura-ref spec check          the traceability check; writes spec/TRACE.md
+    obscura-ref vectors generate    regenerate conformance/vectors/ from the reference
+    obscura-ref vectors check       replay the checked-in vectors against the reference
+
+Exit status: 0 on success, 1 when the input is invalid or a check fails, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .conformance import codec
+from .trace import run as run_trace
+from .wire import EncodeError, decode_frames, encode_frame
+from .wire.jsonform import frame_from_json, frame_to_json
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Any = args.handler
+    return int(handler(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="obscura-ref",
+        description="Reference tools for Obscura's peer-to-peer connection management.",
+    )
+    parser.add_argument("--version", action="version", version=f"obscura-ref {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    decode = commands.add_parser("decode", help="decode frames from hex")
+    decode.add_argument("hex", metavar="HEX", help="frame bytes as hex, or - to read stdin")
+    decode.set_defaults(handler=_decode)
+
+    encode = commands.add_parser("encode", help="encode frames described by JSON")
+    encode.add_argument("json", metavar="JSON", help="the frames as JSON, or - to read stdin")
+    encode.set_defaults(handler=_encode)
+
+    spec = commands.add_parser("spec", help="specification tools").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    spec_check = spec.add_parser("check", help="check traceability and write spec/TRACE.md")
+    spec_check.add_argument("--root", type=Path, default=Path("."), help="project folder")
+    spec_check.add_argument(
+        "--no-write", action="store_true", help="fail if spec/TRACE.md is stale instead of writing"
+    )
+    spec_check.set_defaults(handler=_spec_check)
+
+    vectors = commands.add_parser("vectors", help="conformance vectors").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    for action, handler, text in (
+        ("generate", _vectors_generate, "write conformance/vectors/ from the reference"),
+        ("check", _vectors_check, "check the vectors are current and pass on the reference"),
+    ):
+        sub = vectors.add_parser(action, help=text)
+        sub.add_argument("--root", type=Path, default=Path("."), help="project folder")
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def _argument_text(value: str) -> str:
+    return sys.stdin.read() if value == "-" else value
+
+
+def _print(obj: object) -> None:
+    print(json.dumps(obj, ensure_ascii=False))
+
+
+def _input_error(detail: str) -> int:
+    _print({"error": "invalid_input", "requirement": None, "detail": detail})
+    return 1
+
+
+def _decode(args: argparse.Namespace) -> int:
+    text = "".join(_argument_text(args.hex).split())
+    try:
+        data = bytes.fromhex(text)
+    except ValueError as exc:
+        return _input_error(f"not hex: {exc}")
+    frames, error = decode_frames(data)
+    for frame in frames:
+        _print(frame_to_json(frame))
+    if error is not None:
+        _print(
+            {"error": error.code.value, "requirement": error.requirement, "detail": error.detail}
+        )
+        return 1
+    if not frames:
+        return _input_error("no bytes to decode")
+    return 0
+
+
+def _encode(args: argparse.Namespace) -> int:
+    text = _argument_text(args.json).strip()
+    try:
+        objects = _json_frames(text)
+    except ValueError as exc:
+        return _input_error(str(exc))
+    out = []
+    for index, obj in enumerate(objects):
+        try:
+            frame = frame_from_json(obj)
+            out.append(encode_frame(frame.message, frame.padding))
+        except EncodeError as exc:
+            _print(
+                {
+                    "error": "invalid_field",
+                    "requirement": exc.requirement,
+                    "detail": f"frame {index}: {exc}",
+                }
+            )
+            return 1
+    print(b"".join(out).hex())
+    return 0
+
+
+def _json_frames(text: str) -> list[object]:
+    """An object, an array of objects, or one object per line (what ``decode`` prints)."""
+    if not text:
+        raise ValueError("no JSON given")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from exc
+    return document if isinstance(document, list) else [document]
+
+
+def _spec_check(args: argparse.Namespace) -> int:
+    report, current = run_trace(args.root, write=not args.no_write)
+    for problem in report.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not current:
+        print("error: spec/TRACE.md is stale; run `obscura-ref spec check`", file=sys.stderr)
+    enforced = sum(1 for r in report.requirements.values() if r.level in ("MUST", "MUST NOT"))
+    print(
+        f"{len(report.requirements)} requirements ({enforced} MUST/MUST NOT), "
+        f"{len(report.problems)} problems; spec/TRACE.md " + ("current" if current else "stale")
+    )
+    return 0 if report.ok and current else 1
+
+
+def _vectors_generate(args: argparse.Namespace) -> int:
+    for path in codec.write_vectors(args.root):
+        print(f"wrote {path}")
+    return 0
+
+
+def _vectors_check(args: argparse.Namespace) -> int:
+    failures = codec.check_vectors(args.root)
+    for failure in failures:
+        print(f"FAIL {failure}")
+    print(f"codec vectors: {len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The command line: decode, encode, and the round trip between them."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from obscura_ref.cli import main
+from obscura_ref.wire import Disconnect, Handshake, MessageType, Opaque, Ping, Pong, encode_frame
+
+HANDSHAKE = Handshake(1, 1_700_000_000, 3, 0x41, "Obscura/1", bytes(range(32)), 7, 99)
+
+
+def run(
+    argv: list[str], capsys: pytest.CaptureFixture[str], stdin: str = ""
+) -> tuple[int, list[dict[str, Any]]]:
+    """The exit status and the JSON objects printed."""
+    sys.stdin = io.StringIO(stdin)
+    try:
+        status = main(argv)
+    finally:
+        sys.stdin = sys.__stdin__
+    out = capsys.readouterr().out
+    return status, [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_decode_prints_every_field_by_its_spec_name(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines = run(["decode", encode_frame(HANDSHAKE, b"\x01\x02").hex()], capsys)
+    assert status == 0
+    assert lines == [
+        {
+            "type": "Handshake",
+            "code": 1,
+            "version": 1,
+            "timestamp": 1_700_000_000,
+            "features": 3,
+            "features_flags": ["BasicTransactions", "PrivacyFeatures"],
+            "privacy_features": 0x41,
+            "privacy_features_flags": ["TransactionObfuscation", "I2P"],
+            "user_agent": "Obscura/1",
+            "best_block_hash": bytes(range(32)).hex(),
+            "best_block_height": 7,
+            "nonce": 99,
+            "padding_length": 2,
+            "padding": "0102",
+        }
+    ]
+
+
+def test_decode_reads_stdin_and_ignores_whitespace(capsys: pytest.CaptureFixture[str]) -> None:
+    hex_text = encode_frame(Ping(5)).hex()
+    status, lines = run(["decode", "-"], capsys, stdin=f"{hex_text[:10]}\n {hex_text[10:]}\n")
+    assert status == 0 and lines == [
+        {"type": "Ping", "code": 2, "nonce": 5, "padding_length": 0, "padding": ""}
+    ]
+
+
+@pytest.mark.spec("WIRE-9")
+def test_decode_error_prints_code_requirement_and_detail(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    good = encode_frame(Ping(5))
+    status, lines = run(["decode", (good + good[:12] + b"\0\0\0\0" + good[16:]).hex()], capsys)
+    assert status == 1
+    assert lines[0]["type"] == "Ping"
+    assert lines[1]["error"] == "bad_checksum" and lines[1]["requirement"] == "WIRE-9"
+    assert "checksum" in lines[1]["detail"]
+
+
+@pytest.mark.parametrize("argument", ["zz", "abc", ""])
+def test_decode_refuses_input_that_is_not_hex(
+    argument: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, lines = run(["decode", argument], capsys)
+    assert status == 1 and lines[0]["error"] == "invalid_input"
+
+
+def output_of(argv: list[str], capsys: pytest.CaptureFixture[str], stdin: str = "") -> str:
+    sys.stdin = io.StringIO(stdin)
+    try:
+        assert main(argv) == 0
+    finally:
+        sys.stdin = sys.__stdin__
+    return capsys.readouterr().out
+
+
+def test_encode_round_trips_what_decode_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    stream = (
+        encode_frame(HANDSHAKE, b"pad")
+        + encode_frame(Disconnect(3))
+        + encode_frame(Opaque(MessageType.Inv, b"\x01\x02"))
+    )
+    printed = output_of(["decode", stream.hex()], capsys)
+    assert len(printed.splitlines()) == 3
+    assert output_of(["encode", "-"], capsys, stdin=printed).strip() == stream.hex()
+    first = printed.splitlines()[0]
+    assert output_of(["encode", first], capsys).strip() == encode_frame(HANDSHAKE, b"pad").hex()
+
+
+def test_encode_accepts_an_array_and_minimal_objects(capsys: pytest.CaptureFixture[str]) -> None:
+    document = '[{"type": "Ping", "nonce": 1}, {"code": 3, "nonce": 2, "padding": "00"}]'
+    expected = encode_frame(Ping(1)) + encode_frame(Pong(2), b"\0")
+    assert output_of(["encode", document], capsys).strip() == expected.hex()
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ('{"type": "Ping"}', "nonce"),
+        ('{"type": "Ping", "nonce": 1, "colour": "red"}', "colour"),
+        ('{"type": "Nope", "nonce": 1}', "type"),
+        ('{"type": "Ping", "nonce": -1}', "nonce"),
+        ('{"type": "Ping", "nonce": "1"}', "nonce"),
+        ('{"type": "Ping", "code": 3, "nonce": 1}', "code"),
+        ('{"type": "Ping", "nonce": 1, "padding": "0", "padding_length": 1}', "padding"),
+        ('{"type": "Ping", "nonce": 1, "padding": "00", "padding_length": 2}', "padding_length"),
+        ('{"type": "Blocks", "payload": "xyz"}', "payload"),
+        ('{"code": 153, "payload": ""}', "code"),
+    ],
+)
+def test_encode_names_the_wrong_field(
+    document: str, field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, lines = run(["encode", document], capsys)
+    assert status == 1
+    assert lines[0]["error"] == "invalid_field"
+    assert lines[0]["detail"].startswith(f"frame 0: {field}:")
+
+
+@pytest.mark.spec("WIRE-42")
+def test_encode_reports_the_rule_a_limit_comes_from(capsys: pytest.CaptureFixture[str]) -> None:
+    document = {
+        "type": "Handshake",
+        "version": 1,
+        "timestamp": 0,
+        "features": 0,
+        "privacy_features": 0,
+        "user_agent": "x" * 257,
+        "best_block_hash": "00" * 32,
+        "best_block_height": 0,
+        "nonce": 0,
+    }
+    status, lines = run(["encode", json.dumps(document)], capsys)
+    assert status == 1 and lines[0]["requirement"] == "WIRE-42"
+
+
+def test_encode_refuses_text_that_is_not_json(capsys: pytest.CaptureFixture[str]) -> None:
+    status, lines = run(["encode", "{nope"], capsys)
+    assert status == 1 and lines[0]["error"] == "invalid_input"
+
+
+def test_installed_console_script_runs() -> None:
+    # The README installs the package, which puts the script beside this interpreter.
+    script = Path(sys.executable).with_name("obscura-ref")
+    result = subprocess.run(
+        [str(script), "decode", encode_frame(Ping(1)).hex()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["type"] == "Ping"

@@ -1,0 +1,134 @@
+"""The traceability checker: it passes on this tree and fails on each kind of broken tree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from obscura_ref.cli import main
+from obscura_ref.trace import check, render_trace, run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD_SPEC = """# Sample
+- **AB-1** (MUST) A node MUST do the thing.
+- **AB-2** (MAY) A node MAY do the other thing.
+"""
+GOOD_CODE = "x = 1  # spec: AB-1\n"
+GOOD_TEST = (
+    "import pytest\n\n@pytest.mark.spec('AB-1')\ndef test_thing() -> None:\n    assert True\n"
+)
+
+
+def make_tree(
+    tmp_path: Path,
+    spec: str = GOOD_SPEC,
+    code: str = GOOD_CODE,
+    test: str = GOOD_TEST,
+    vectors: object | None = None,
+) -> Path:
+    (tmp_path / "spec").mkdir()
+    (tmp_path / "spec" / "sample.md").write_text(spec)
+    (tmp_path / "obscura_ref").mkdir()
+    (tmp_path / "obscura_ref" / "mod.py").write_text(code)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_sample.py").write_text(test)
+    if vectors is not None:
+        (tmp_path / "conformance" / "vectors").mkdir(parents=True)
+        (tmp_path / "conformance" / "vectors" / "v.json").write_text(json.dumps(vectors))
+    return tmp_path
+
+
+def test_this_project_passes_and_its_trace_table_is_current() -> None:
+    report, current = run(ROOT, write=False)
+    assert report.problems == []
+    assert current, "spec/TRACE.md is stale: run `obscura-ref spec check`"
+
+
+def test_a_well_formed_tree_passes(tmp_path: Path) -> None:
+    report = check(make_tree(tmp_path))
+    assert report.ok
+    assert report.requirements["AB-1"].code == {"obscura_ref/mod.py:1"}
+    assert report.requirements["AB-1"].tests == {"tests/test_sample.py::test_thing"}
+    assert report.requirements["AB-2"].status == "missing citation and test or vector"
+
+
+def test_a_must_without_a_citation_fails(tmp_path: Path) -> None:
+    report = check(make_tree(tmp_path, code="x = 1\n"))
+    assert report.problems == ["spec/sample.md:2: AB-1 (MUST) is missing citation"]
+
+
+def test_a_must_without_a_test_or_vector_fails(tmp_path: Path) -> None:
+    report = check(make_tree(tmp_path, test="def test_nothing() -> None:\n    pass\n"))
+    assert report.problems == ["spec/sample.md:2: AB-1 (MUST) is missing test or vector"]
+
+
+def test_a_vector_counts_as_a_check(tmp_path: Path) -> None:
+    vectors = {"testGroups": [{"tests": [{"tcId": 4, "requirements": ["AB-1"]}]}]}
+    report = check(make_tree(tmp_path, test="", vectors=vectors))
+    assert report.ok
+    assert report.requirements["AB-1"].vectors == {"conformance/vectors/v.json#4"}
+
+
+@pytest.mark.parametrize(
+    ("code", "test", "vectors", "where"),
+    [
+        ("x = 1  # spec: AB-1, AB-9\n", GOOD_TEST, None, "obscura_ref/mod.py:1: code"),
+        (GOOD_CODE, GOOD_TEST.replace("'AB-1'", "'AB-1', 'ZZ-3'"), None, "test_thing: test"),
+        (GOOD_CODE, GOOD_TEST, {"tests": [{"tcId": 1, "requirements": ["AB-7"]}]}, "v.json#1"),
+    ],
+)
+def test_citing_an_undefined_id_fails(
+    tmp_path: Path, code: str, test: str, vectors: object, where: str
+) -> None:
+    report = check(make_tree(tmp_path, code=code, test=test, vectors=vectors))
+    assert len(report.problems) == 1
+    assert where in report.problems[0] and "does not define" in report.problems[0]
+
+
+def test_an_id_defined_twice_fails(tmp_path: Path) -> None:
+    spec = GOOD_SPEC + "- **AB-1** (SHOULD) A node SHOULD also do this.\n"
+    report = check(make_tree(tmp_path, spec=spec))
+    assert report.problems == [
+        "spec/sample.md:4: AB-1 is defined twice (first at spec/sample.md:2)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "- **AB-3** (MUST) A node does the thing.",  # keyword missing from the sentence
+        "- **AB-3** (MUST) A node MUST do it and MAY log it.",  # two keywords
+        "- **AB-3** (SHOULD) A node MUST do it.",  # level and sentence disagree
+    ],
+)
+def test_a_sentence_must_carry_exactly_its_keyword(tmp_path: Path, line: str) -> None:
+    report = check(make_tree(tmp_path, spec=GOOD_SPEC + line + "\n", code="# spec: AB-1, AB-3\n"))
+    assert any("AB-3 is marked" in problem for problem in report.problems)
+
+
+def test_a_malformed_requirement_line_fails(tmp_path: Path) -> None:
+    report = check(make_tree(tmp_path, spec=GOOD_SPEC + "- **AB-3** MUST be formatted.\n"))
+    assert report.problems == ["spec/sample.md:4: malformed requirement (see spec/README.md)"]
+
+
+def test_spec_check_command_writes_trace_and_fails_on_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_tree(tmp_path)
+    assert main(["spec", "check", "--root", str(root), "--no-write"]) == 1  # no TRACE.md yet
+    assert main(["spec", "check", "--root", str(root)]) == 0
+    trace = (root / "spec" / "TRACE.md").read_text()
+    assert "| AB-1 | MUST | A node MUST do the thing. |" in trace
+    assert "[obscura_ref/mod.py:1](../obscura_ref/mod.py#L1)" in trace
+    assert trace == render_trace(check(root))
+    (root / "obscura_ref" / "mod.py").write_text("x = 1\n")
+    assert main(["spec", "check", "--root", str(root)]) == 1
+    assert "AB-1 (MUST) is missing citation" in capsys.readouterr().err
+
+
+def test_examples_in_code_fences_define_nothing(tmp_path: Path) -> None:
+    spec = GOOD_SPEC + "```\n- **AB-1** (MUST) An example MUST not count.\n```\n"
+    assert check(make_tree(tmp_path, spec=spec)).ok

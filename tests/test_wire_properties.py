@@ -1,0 +1,85 @@
+"""Property tests of the codec: round trips, chunking, and arbitrary input."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from obscura_ref.wire import DecodeError, Frame, FrameDecoder, decode_frames, encode_frame
+
+from .strategies import messages, padded_messages
+
+
+@pytest.mark.spec("WIRE-40", "WIRE-50", "WIRE-60", "WIRE-20", "WIRE-30")
+@given(padded_messages())
+def test_every_message_round_trips_with_its_padding(case: tuple[object, bytes]) -> None:
+    message, padding = case
+    frame = Frame(message, padding)  # type: ignore[arg-type]
+    frames, error = decode_frames(encode_frame(frame.message, frame.padding))
+    assert error is None
+    assert frames == [frame]
+
+
+@st.composite
+def streams_and_cuts(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+    items = draw(st.lists(padded_messages(), max_size=6))
+    stream = b"".join(encode_frame(message, padding) for message, padding in items)
+    # Optionally spoil the stream somewhere, so that errors are split as well as frames.
+    if stream and draw(st.booleans()):
+        index = draw(st.integers(0, len(stream) - 1))
+        stream = (
+            stream[:index]
+            + bytes([stream[index] ^ draw(st.integers(1, 255))])
+            + (stream[index + 1 :])
+        )
+    if draw(st.booleans()):
+        stream = stream[: draw(st.integers(0, len(stream)))]
+    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=20)))
+    return stream, cuts
+
+
+@pytest.mark.spec("WIRE-12", "WIRE-14")
+@given(streams_and_cuts())
+def test_chunking_never_changes_the_result(case: tuple[bytes, list[int]]) -> None:
+    stream, cuts = case
+    whole = FrameDecoder()
+    expected = whole.feed(stream)
+    expected_end = whole.eof()
+    decoder = FrameDecoder()
+    got = []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        if decoder.error is not None:
+            break
+        got += decoder.feed(stream[start:end])
+    assert got == expected
+    assert decoder.eof() == expected_end
+    # At most one error, and only as the last item.
+    assert all(not isinstance(item, DecodeError) for item in got[:-1])
+
+
+@pytest.mark.spec("WIRE-13")
+@given(st.binary(max_size=4096), st.lists(st.integers(1, 64), min_size=1, max_size=20))
+def test_arbitrary_bytes_only_ever_give_frames_or_the_documented_error(
+    data: bytes, sizes: list[int]
+) -> None:
+    decoder = FrameDecoder()
+    pos = 0
+    index = 0
+    while pos < len(data) and decoder.error is None:
+        size = sizes[index % len(sizes)]
+        for item in decoder.feed(data[pos : pos + size]):
+            assert isinstance(item, Frame | DecodeError)
+        assert decoder.buffered <= len(data)
+        pos += size
+        index += 1
+    end = decoder.eof()
+    assert end is None or isinstance(end, DecodeError)
+
+
+@given(messages)
+def test_decode_whole_equals_decode_one_by_one(message: object) -> None:
+    stream = encode_frame(message) * 2  # type: ignore[arg-type]
+    decoder = FrameDecoder()
+    items = [item for i in range(len(stream)) for item in decoder.feed(stream[i : i + 1])]
+    assert items == decode_frames(stream)[0]
