@@ -199,3 +199,9 @@ def test_out_of_range_fields_are_refused_at_construction(build: object) -> None:
     assert callable(build)
     with pytest.raises(EncodeError):
         build()
+
+
+def test_a_ping_is_never_equal_to_a_pong_with_the_same_nonce() -> None:
+    ping: object = Ping(1)
+    assert ping != Pong(1)
+    assert decode_one(MessageType.Pong, Ping(1).encode()).message == Pong(1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from .errors import DecodeError, EncodeError, ErrorCode
 from .registry import DEFINED_TYPES, MessageType
@@ -124,10 +124,10 @@ class Handshake:
 
 
 @dataclass(frozen=True)
-class Ping:
-    """spec/wire.md section 6."""
+class _NonceMessage:
+    """The shared layout of Ping and Pong: a u64 nonce (spec/wire.md section 6)."""
 
-    message_type: ClassVar[MessageType] = MessageType.Ping
+    message_type: ClassVar[MessageType]
     nonce: int
 
     def __post_init__(self) -> None:
@@ -137,26 +137,25 @@ class Ping:
         return _NONCE.pack(self.nonce)  # spec: WIRE-50
 
     @classmethod
-    def decode(cls, payload: bytes) -> tuple[Ping, int]:
-        return cls(_decode_nonce(cls.message_type, payload)), _NONCE.size
+    def decode(cls, payload: bytes) -> tuple[Self, int]:
+        if len(payload) < _NONCE.size:
+            raise _truncated(cls.message_type, "nonce", len(payload))
+        (nonce,) = _NONCE.unpack_from(payload)  # spec: WIRE-50
+        return cls(nonce), _NONCE.size
 
 
 @dataclass(frozen=True)
-class Pong:
+class Ping(_NonceMessage):
     """spec/wire.md section 6."""
 
+    message_type: ClassVar[MessageType] = MessageType.Ping
+
+
+@dataclass(frozen=True)
+class Pong(_NonceMessage):
+    """spec/wire.md section 6; never equal to a Ping with the same nonce."""
+
     message_type: ClassVar[MessageType] = MessageType.Pong
-    nonce: int
-
-    def __post_init__(self) -> None:
-        _check_uint("nonce", self.nonce, U64_MAX)
-
-    def encode(self) -> bytes:
-        return _NONCE.pack(self.nonce)  # spec: WIRE-50
-
-    @classmethod
-    def decode(cls, payload: bytes) -> tuple[Pong, int]:
-        return cls(_decode_nonce(cls.message_type, payload)), _NONCE.size
 
 
 @dataclass(frozen=True)
@@ -218,13 +217,6 @@ def decode_payload(message_type: MessageType, payload: bytes) -> tuple[Message, 
         return Opaque(message_type, payload), b""  # spec: WIRE-20
     message, defined_size = decoder(payload)
     return message, payload[defined_size:]  # spec: WIRE-30
-
-
-def _decode_nonce(message_type: MessageType, payload: bytes) -> int:
-    if len(payload) < _NONCE.size:
-        raise _truncated(message_type, "nonce", len(payload))
-    (nonce,) = _NONCE.unpack_from(payload)  # spec: WIRE-50
-    return int(nonce)
 
 
 def _truncated(message_type: MessageType, field: str, size: int) -> DecodeError:
