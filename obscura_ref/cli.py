@@ -21,6 +21,7 @@ from typing import Any
 
 from . import __version__
 from .conformance import codec
+from .specgen import refresh as refresh_generated
 from .trace import run as run_trace
 from .wire import EncodeError, decode_frames, encode_frame
 from .wire.jsonform import frame_from_json, frame_to_json
@@ -77,7 +78,8 @@ def _argument_text(value: str) -> str:
 
 
 def _print(obj: object) -> None:
-    print(json.dumps(obj, ensure_ascii=False))
+    # ASCII with \u escapes: valid JSON on any terminal encoding, whatever the user agent holds.
+    print(json.dumps(obj))
 
 
 def _input_error(detail: str) -> int:
@@ -133,18 +135,25 @@ def _json_frames(text: str) -> list[object]:
     if not text:
         raise ValueError("no JSON given")
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
         try:
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not JSON: {exc}") from exc
-    return document if isinstance(document, list) else [document]
+            document = json.loads(text)
+        except json.JSONDecodeError:
+            document = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    frames = document if isinstance(document, list) else [document]
+    if not frames:
+        raise ValueError("no frames given")
+    return frames
 
 
 def _spec_check(args: argparse.Namespace) -> int:
+    if not (args.root / "spec").is_dir():
+        print(f"error: no spec/ folder under {args.root}", file=sys.stderr)
+        return 1
+    stale = refresh_generated(args.root, write=not args.no_write)
     report, current = run_trace(args.root, write=not args.no_write)
-    for problem in report.problems:
+    for problem in stale + report.problems:
         print(f"error: {problem}", file=sys.stderr)
     if not current:
         print("error: spec/TRACE.md is stale; run `obscura-ref spec check`", file=sys.stderr)
@@ -153,7 +162,7 @@ def _spec_check(args: argparse.Namespace) -> int:
         f"{len(report.requirements)} requirements ({enforced} MUST/MUST NOT), "
         f"{len(report.problems)} problems; spec/TRACE.md " + ("current" if current else "stale")
     )
-    return 0 if report.ok and current else 1
+    return 0 if report.ok and current and not stale else 1
 
 
 def _vectors_generate(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,15 +19,19 @@ KEYWORDS = ("MUST NOT", "MUST", "SHOULD NOT", "SHOULD", "MAY")
 # Levels that fail the check when uncited or untested; the others are reported only.
 ENFORCED = frozenset({"MUST", "MUST NOT"})
 
-_ID = r"[A-Z]+-\d+"
+_ID = r"[A-Z]+-[1-9][0-9]*"  # no leading zeros: AB-01 would be a second spelling of AB-1
 _DEFINITION = re.compile(
     rf"^- \*\*(?P<id>{_ID})\*\* \((?P<level>{'|'.join(KEYWORDS)})\) (?P<text>\S.*)$"
 )
-_LOOKS_LIKE_DEFINITION = re.compile(rf"^\s*[-*+]\s+\*\*{_ID}\*\*")
+# Anything that starts like a definition (in a list, a quote, a numbered list or a paragraph).
+_LOOKS_LIKE_DEFINITION = re.compile(r"^\s*(?:[-*+]\s+|>\s*|\d+[.)]\s+)?\*\*[A-Z]+-\d+\*\*")
 _RFC2119 = re.compile(
     r"\b(MUST NOT|MUST|SHALL NOT|SHALL|SHOULD NOT|SHOULD|MAY|REQUIRED|RECOMMENDED|OPTIONAL)\b"
 )
-_CITATION = re.compile(rf"#\s*spec:\s*(?P<ids>{_ID}(?:\s*,\s*{_ID})*)")
+_CODE_SPAN = re.compile(r"(`+).*?\1")
+_FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})")
+_CITATION_START = re.compile(r"#\s*spec:")
+_CITATION = re.compile(rf"^#\s*spec:\s*(?P<ids>{_ID}(?:\s*,\s*{_ID})*)(?:\s+\(.*\))?\s*$")
 TRACE_FILE = "TRACE.md"
 
 
@@ -68,7 +73,7 @@ def check(root: Path) -> Report:
         return Report({}, [f"no spec/ folder under {root}"])
     requirements = _read_spec(root, spec_dir, problems)
     cited = {
-        "code": _read_code(root, root / "obscura_ref"),
+        "code": _read_code(root, root / "obscura_ref", problems),
         "test": _read_tests(root, root / "tests", problems),
         "vector": _read_vectors(root, root / "conformance" / "vectors", problems),
     }
@@ -95,25 +100,66 @@ def check(root: Path) -> Report:
     return Report(requirements, problems)
 
 
+def _prose_lines(text: str) -> list[tuple[int, str]]:
+    """The numbered lines of a Markdown text that are prose: outside fenced code blocks (``` or
+    ~~~, closed by a fence of the same kind at least as long) and outside HTML comments."""
+    lines: list[tuple[int, str]] = []
+    fence = ""
+    in_comment = False
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _FENCE.match(line)
+        if fence:
+            closes = match and match["fence"][0] == fence[0] and len(match["fence"]) >= len(fence)
+            if closes and not line.strip().strip(fence[0]):
+                fence = ""
+            continue
+        if match:
+            fence = match["fence"]
+            continue
+        kept = ""
+        rest = line
+        while rest:
+            if in_comment:
+                end = rest.find("-->")
+                if end < 0:
+                    rest = ""
+                else:
+                    in_comment, rest = False, rest[end + 3 :]
+            else:
+                start = rest.find("<!--")
+                if start < 0:
+                    kept, rest = kept + rest, ""
+                else:
+                    kept, rest, in_comment = kept + rest[:start], rest[start + 4 :], True
+        lines.append((number, kept))
+    return lines
+
+
 def _read_spec(root: Path, spec_dir: Path, problems: list[str]) -> dict[str, Requirement]:
     requirements: dict[str, Requirement] = {}
     for path in sorted(spec_dir.glob("*.md")):
         if path.name == TRACE_FILE:
             continue
-        in_code_block = False  # examples inside ``` fences define nothing
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.lstrip().startswith("```"):
-                in_code_block = not in_code_block
-            if in_code_block:
-                continue
-            where = f"{path.relative_to(root).as_posix()}:{number}"
+        relative = path.relative_to(root).as_posix()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(f"{relative}: not UTF-8: {exc}")
+            continue
+        for number, line in _prose_lines(text):
+            where = f"{relative}:{number}"
             match = _DEFINITION.match(line)
             if match is None:
                 if _LOOKS_LIKE_DEFINITION.match(line):
                     problems.append(f"{where}: malformed requirement (see spec/README.md)")
+                elif _RFC2119.search(_CODE_SPAN.sub("", line)):
+                    problems.append(
+                        f"{where}: RFC 2119 keyword outside a requirement; make the sentence a "
+                        "requirement with an ID, or write the word in lower case"
+                    )
                 continue
-            req_id, level, text = match["id"], match["level"], match["text"]
-            keywords = _RFC2119.findall(text)
+            req_id, level, text_ = match["id"], match["level"], match["text"]
+            keywords = _RFC2119.findall(_CODE_SPAN.sub("", text_))
             if keywords != [level]:
                 problems.append(
                     f"{where}: {req_id} is marked {level} but its sentence has the keywords "
@@ -124,42 +170,87 @@ def _read_spec(root: Path, spec_dir: Path, problems: list[str]) -> dict[str, Req
                     f"{where}: {req_id} is defined twice (first at {requirements[req_id].where})"
                 )
                 continue
-            requirements[req_id] = Requirement(req_id, level, text, where)
+            requirements[req_id] = Requirement(req_id, level, text_, where)
     return requirements
 
 
-def _read_code(root: Path, code_dir: Path) -> dict[str, set[str]]:
+def _read_code(root: Path, code_dir: Path, problems: list[str]) -> dict[str, set[str]]:
+    """IDs from every ``# spec:`` comment (comments only: a string that looks like one is not
+    a citation), by the line that holds it."""
     found: dict[str, set[str]] = {}
     for path in sorted(code_dir.rglob("*.py")):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            match = _CITATION.search(line)
-            if match:
-                location = f"{path.relative_to(root).as_posix()}:{number}"
-                found[location] = set(re.findall(_ID, match["ids"]))
+        relative = path.relative_to(root).as_posix()
+        try:
+            with path.open("rb") as handle:
+                tokens = list(tokenize.tokenize(handle.readline))
+        except (SyntaxError, tokenize.TokenError, UnicodeDecodeError) as exc:
+            problems.append(f"{relative}: cannot be read as Python: {exc}")
+            continue
+        for token in tokens:
+            if token.type != tokenize.COMMENT or not _CITATION_START.search(token.string):
+                continue
+            location = f"{relative}:{token.start[0]}"
+            match = _CITATION.match(token.string)
+            if match is None:
+                problems.append(
+                    f"{location}: malformed citation {token.string!r}; write "
+                    "`# spec: ID, ID (optional note)`"
+                )
+                continue
+            found[location] = set(re.findall(_ID, match["ids"]))
     return found
 
 
+def _is_spec_mark(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "spec"
+        and isinstance(node.func.value, ast.Attribute)
+        and node.func.value.attr == "mark"
+    )
+
+
 def _read_tests(root: Path, tests_dir: Path, problems: list[str]) -> dict[str, set[str]]:
-    """IDs from every ``pytest.mark.spec(...)`` call, by the test function holding it."""
+    """IDs from the ``pytest.mark.spec(...)`` marks of test functions, of ``Test*`` classes and
+    of a module's ``pytestmark``; a mark anywhere else checks nothing and is reported."""
     found: dict[str, set[str]] = {}
     for path in sorted(tests_dir.rglob("*.py")) if tests_dir.is_dir() else []:
         relative = path.relative_to(root).as_posix()
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=relative)
+        try:
+            tree = ast.parse(path.read_bytes(), filename=relative)
+        except (SyntaxError, ValueError) as exc:
+            problems.append(f"{relative}: cannot be parsed: {exc}")
+            continue
         owners: dict[int, str] = {}
         for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(
+                "test"
+            ):
                 for inner in ast.walk(node):
                     owners.setdefault(id(inner), f"{relative}::{node.name}")
-        for node in ast.walk(tree):
-            if not (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "spec"
-                and isinstance(node.func.value, ast.Attribute)
-                and node.func.value.attr == "mark"
+            elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+                for decorator in node.decorator_list:
+                    for inner in ast.walk(decorator):
+                        owners.setdefault(id(inner), f"{relative}::{node.name}")
+        for statement in tree.body:
+            if isinstance(statement, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id == "pytestmark"
+                for target in statement.targets
             ):
+                for inner in ast.walk(statement):
+                    owners.setdefault(id(inner), relative)
+        for node in ast.walk(tree):
+            if not _is_spec_mark(node):
                 continue
-            location = owners.get(id(node), relative)
+            assert isinstance(node, ast.Call)
+            location = owners.get(id(node))
+            if location is None:
+                problems.append(
+                    f"{relative}:{node.lineno}: spec mark outside a test function, a Test class "
+                    "or pytestmark"
+                )
+                continue
             for arg in node.args:
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                     found.setdefault(location, set()).add(arg.value)
@@ -175,15 +266,19 @@ def _read_vectors(root: Path, vectors_dir: Path, problems: list[str]) -> dict[st
         relative = path.relative_to(root).as_posix()
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             problems.append(f"{relative}: not JSON: {exc}")
             continue
         for case in _cases(document):
             ids = case.get("requirements", [])
-            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-                problems.append(f"{relative}: case {case['tcId']}: requirements must be strings")
+            tc_id = case["tcId"]
+            if isinstance(tc_id, bool) or not isinstance(tc_id, int):
+                problems.append(f"{relative}: tcId {tc_id!r} is not an integer")
                 continue
-            found.setdefault(f"{relative}#{case['tcId']}", set()).update(ids)
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                problems.append(f"{relative}: case {tc_id}: requirements must be strings")
+                continue
+            found.setdefault(f"{relative}#{tc_id}", set()).update(ids)
     return found
 
 

@@ -166,3 +166,34 @@ def test_installed_console_script_runs() -> None:
     )
     assert result.returncode == 0
     assert json.loads(result.stdout)["type"] == "Ping"
+
+
+def test_output_is_ascii_json_whatever_the_user_agent(capsys: pytest.CaptureFixture[str]) -> None:
+    frame = encode_frame(Handshake(1, 0, 0, 0, "Obscura/é☃", bytes(32), 0, 0))
+    assert main(["decode", frame.hex()]) == 0
+    out = capsys.readouterr().out
+    assert out.isascii() and json.loads(out)["user_agent"] == "Obscura/é☃"
+
+
+@pytest.mark.parametrize(
+    ("document", "error", "field"),
+    [
+        ("[]", "invalid_input", None),
+        ("[" * 100_000, "invalid_input", None),
+        ('{"type": "Ping", "nonce": 1, "\\ud800": 1}', "invalid_field", "\ud800"),
+        ('{"type": "Blocks", "payload": "00", "padding": "11"}', "invalid_field", "padding"),
+        ('{"type": "Ping", "nonce": 1, "code": true}', "invalid_field", "code"),
+        (
+            '{"type": "Ping", "nonce": 1, "padding_length": false}',
+            "invalid_field",
+            "padding_length",
+        ),
+    ],
+)
+def test_encode_refuses_what_it_cannot_encode_faithfully(
+    document: str, error: str, field: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, lines = run(["encode", document], capsys)
+    assert status == 1 and lines[0]["error"] == error
+    if field is not None:
+        assert lines[0]["detail"].startswith(f"frame 0: {field}:")

@@ -132,3 +132,95 @@ def test_spec_check_command_writes_trace_and_fails_on_problems(
 def test_examples_in_code_fences_define_nothing(tmp_path: Path) -> None:
     spec = GOOD_SPEC + "```\n- **AB-1** (MUST) An example MUST not count.\n```\n"
     assert check(make_tree(tmp_path, spec=spec)).ok
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        # A keyword in prose: a normative sentence without an ID.
+        ("Receivers MUST also do this.\n", "RFC 2119 keyword outside a requirement"),
+        ("> **AB-5** (MUST) A quoted requirement MUST not count.\n", "malformed requirement"),
+        ("1. **AB-5** (MUST) A numbered one MUST not count.\n", "malformed requirement"),
+        ("**AB-5** (MUST) A bare paragraph MUST not count.\n", "malformed requirement"),
+        ("- **AB-01** (MAY) A leading zero MAY not pass.\n", "malformed requirement"),
+    ],
+)
+def test_normative_text_outside_the_one_form_is_reported(
+    tmp_path: Path, extra: str, problem: str
+) -> None:
+    report = check(make_tree(tmp_path, spec=GOOD_SPEC + extra))
+    assert len(report.problems) == 1 and problem in report.problems[0]
+
+
+def test_keywords_in_code_spans_and_comments_are_not_normative(tmp_path: Path) -> None:
+    spec = GOOD_SPEC + "The word `MUST` names a keyword.\n<!-- MUST in a\ncomment -->\n"
+    assert check(make_tree(tmp_path, spec=spec)).ok
+
+
+@pytest.mark.parametrize(
+    "fenced",
+    [
+        "````\n```\n- **AB-9** (MUST) Inside a longer fence MUST not count.\n````\n",
+        "~~~\n- **AB-9** (MUST) Inside tildes MUST not count.\n~~~\n",
+    ],
+)
+def test_fences_are_matched_by_kind_and_length(tmp_path: Path, fenced: str) -> None:
+    spec = GOOD_SPEC + fenced + "- **AB-3** (MAY) After the fence it MAY count.\n"
+    report = check(make_tree(tmp_path, spec=spec))
+    assert report.ok
+    assert set(report.requirements) == {"AB-1", "AB-2", "AB-3"}
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("x = 1  # spec: AB-1 AB-2\n", "malformed citation"),
+        ('x = "# spec: AB-1"\n', "AB-1 (MUST) is missing citation"),  # a string, not a comment
+        ("def broken(:\n", "cannot be read as Python"),
+    ],
+)
+def test_citations_are_comments_of_one_form(tmp_path: Path, code: str, expected: str) -> None:
+    report = check(make_tree(tmp_path, code=code))
+    assert any(expected in problem for problem in report.problems), report.problems
+
+
+def test_a_citation_may_carry_a_note(tmp_path: Path) -> None:
+    report = check(make_tree(tmp_path, code="x = 1  # spec: AB-1, AB-2 (why, in brief)\n"))
+    assert report.ok and report.requirements["AB-2"].code == {"obscura_ref/mod.py:1"}
+
+
+def test_a_spec_mark_on_a_helper_checks_nothing(tmp_path: Path) -> None:
+    test = GOOD_TEST + "\n\n@pytest.mark.spec('AB-1')\ndef helper() -> None:\n    pass\n"
+    report = check(make_tree(tmp_path, test=test))
+    assert len(report.problems) == 1 and "spec mark outside a test" in report.problems[0]
+
+
+def test_marks_on_test_classes_and_pytestmark_count(tmp_path: Path) -> None:
+    test = (
+        "import pytest\n\npytestmark = pytest.mark.spec('AB-2')\n\n\n"
+        "@pytest.mark.spec('AB-1')\nclass TestThing:\n    def test_it(self) -> None:\n"
+        "        assert True\n"
+    )
+    report = check(make_tree(tmp_path, test=test))
+    assert report.requirements["AB-1"].tests == {"tests/test_sample.py::TestThing"}
+    assert report.requirements["AB-2"].tests == {"tests/test_sample.py"}
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"tests/test_bad.py": b"def (:\n"}, "cannot be parsed"),
+        ({"spec/latin.md": "caf\xe9\n".encode("latin-1")}, "not UTF-8"),
+        ({"conformance/vectors/v.json": b'{"tests": [{"tcId": "1"}]}'}, "is not an integer"),
+        ({"conformance/vectors/v.json": b"{nope"}, "not JSON"),
+    ],
+)
+def test_unreadable_inputs_are_problems_not_crashes(
+    tmp_path: Path, files: dict[str, bytes], expected: str
+) -> None:
+    root = make_tree(tmp_path)
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+    report = check(root)
+    assert any(expected in problem for problem in report.problems), report.problems

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import tracemalloc
 
 import pytest
 
@@ -216,3 +217,21 @@ def test_every_decode_error_code_has_its_requirement() -> None:
         "WIRE-44",
     }
     assert HEADER_SIZE == 16
+
+
+@pytest.mark.spec("WIRE-13")
+def test_decoding_a_maximum_frame_in_chunks_holds_it_at_most_twice() -> None:
+    stream = encode_frame(Ping(1), bytes(MAX_PAYLOAD - 8))
+    decoder = FrameDecoder()
+    tracemalloc.start()
+    try:
+        frames = []
+        for start in range(0, len(stream), 1 << 16):
+            frames += decoder.feed(stream[start : start + (1 << 16)])
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert frames == [Frame(Ping(1), bytes(MAX_PAYLOAD - 8))]
+    # The buffer (with its growth slack) and the frame's copy of the padding, nothing more.
+    assert peak < 2.2 * MAX_PAYLOAD
+    assert current < 1.1 * MAX_PAYLOAD and decoder.buffered == 0

@@ -205,3 +205,18 @@ def test_a_ping_is_never_equal_to_a_pong_with_the_same_nonce() -> None:
     ping: object = Ping(1)
     assert ping != Pong(1)
     assert decode_one(MessageType.Pong, Ping(1).encode()).message == Pong(1)
+
+
+@pytest.mark.spec("WIRE-34")
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (struct.pack("<IQIIH", 1, 0, 0, 0, 300)[:21], ErrorCode.PAYLOAD_TRUNCATED),
+        (struct.pack("<IQIIH", 1, 0, 0, 0, 300), ErrorCode.USER_AGENT_TOO_LONG),
+        (struct.pack("<IQIIH", 1, 0, 0, 0, 3) + b"\xff", ErrorCode.PAYLOAD_TRUNCATED),
+        (struct.pack("<IQIIH", 1, 0, 0, 0, 2) + b"\xff\xff", ErrorCode.USER_AGENT_NOT_UTF8),
+        (struct.pack("<IQIIH", 1, 0, 0, 0, 2) + b"ok" + bytes(47), ErrorCode.PAYLOAD_TRUNCATED),
+    ],
+)
+def test_handshake_fields_are_checked_in_layout_order(payload: bytes, expected: ErrorCode) -> None:
+    assert payload_error(MessageType.Handshake, payload) is expected

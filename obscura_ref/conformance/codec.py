@@ -222,7 +222,7 @@ def _cases() -> list[tuple[str, str, list[tuple[str, list[str], bytes]]]]:
         ),
         (
             "user agent length 257 in a short payload: the limit is checked first",
-            ["WIRE-43"],
+            ["WIRE-43", "WIRE-34"],
             raw_frame(MessageType.Handshake, _handshake_head(257)),
         ),
         ("user agent not UTF-8 (C3 28)", ["WIRE-44"], raw_frame(MessageType.Handshake, bad_ua)),
@@ -235,7 +235,7 @@ def _cases() -> list[tuple[str, str, list[tuple[str, list[str], bytes]]]]:
         ),
         (
             "user agent not UTF-8 and fields truncated: the user agent is checked first",
-            ["WIRE-44"],
+            ["WIRE-44", "WIRE-34"],
             raw_frame(MessageType.Handshake, _handshake_head(2) + b"\xc3\x28"),
         ),
     ]

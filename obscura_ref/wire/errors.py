@@ -24,7 +24,7 @@ class ErrorCode(Enum):
         return ERROR_REQUIREMENTS[self]
 
 
-# The table of spec/wire.md section 8; tests/test_spec_tables.py keeps the two identical.
+# spec/wire.md section 8 is generated from this table (obscura_ref/specgen.py).
 ERROR_REQUIREMENTS: dict[ErrorCode, str] = {
     ErrorCode.BAD_MAGIC: "WIRE-5",
     ErrorCode.UNKNOWN_MESSAGE_TYPE: "WIRE-6",

@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from .errors import DecodeError, EncodeError, ErrorCode
-from .messages import MAX_HANDSHAKE_PAYLOAD, Message, decode_payload
+from .messages import MAX_HANDSHAKE_PAYLOAD, Message, Payload, decode_payload
 from .registry import MessageType, lookup_type
 
 MAGIC = b"OBX\x00"
@@ -28,7 +28,7 @@ class Frame:
     padding: bytes = b""
 
 
-def checksum(payload: bytes | bytearray | memoryview) -> bytes:
+def checksum(payload: Payload) -> bytes:
     """The first four bytes of SHA-256(SHA-256(payload))."""
     return hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4]  # spec: WIRE-3
 
@@ -49,8 +49,9 @@ def encode_frame(message: Message, padding: bytes = b"") -> bytes:
             f"handshake payload of {len(payload)} bytes exceeds {MAX_HANDSHAKE_PAYLOAD}",
             "WIRE-41",
         )
-    # spec: WIRE-1, WIRE-2
-    header = _HEADER.pack(MAGIC, message.message_type, len(payload), checksum(payload))
+    header = _HEADER.pack(  # spec: WIRE-1, WIRE-2 (magic, type, length, then the checksum)
+        MAGIC, message.message_type, len(payload), checksum(payload)
+    )
     return header + payload
 
 
@@ -69,8 +70,7 @@ def check_header(header: bytes) -> tuple[MessageType, int, bytes]:
     """The message type, payload length and checksum of a complete 16-byte header whose magic
     has passed ``check_magic``, checked in the order of spec/wire.md section 2.1 (rows 2 to 4)."""
     _, code, length, expected = _HEADER.unpack(header)
-    # spec: WIRE-10 (type, then the general limit, then the handshake limit; all before payload)
-    message_type = lookup_type(code)
+    message_type = lookup_type(code)  # spec: WIRE-10 (type, general limit, handshake limit)
     if message_type is None:  # spec: WIRE-6
         raise DecodeError(ErrorCode.UNKNOWN_MESSAGE_TYPE, f"message type {code:#x}")
     if length > MAX_PAYLOAD:  # spec: WIRE-7
@@ -85,9 +85,7 @@ def check_header(header: bytes) -> tuple[MessageType, int, bytes]:
     return message_type, length, expected
 
 
-def decode_body(
-    message_type: MessageType, expected: bytes, payload: bytes | bytearray | memoryview
-) -> Frame:
+def decode_body(message_type: MessageType, expected: bytes, payload: Payload) -> Frame:
     """The frame whose header has passed ``check_header``, from its whole payload
     (spec/wire.md section 2.1, rows 5 and 6)."""
     actual = checksum(payload)  # spec: WIRE-10 (the checksum before any payload field)
@@ -95,7 +93,7 @@ def decode_body(
         raise DecodeError(
             ErrorCode.BAD_CHECKSUM, f"checksum is {expected.hex()}, payload gives {actual.hex()}"
         )
-    message, padding = decode_payload(message_type, bytes(payload))
+    message, padding = decode_payload(message_type, payload)
     return Frame(message, padding)
 
 
@@ -107,8 +105,13 @@ class FrameDecoder:
 
     ``feed`` takes any chunk and returns the frames it completes, in order; if the stream breaks
     a rule the last item returned is the DecodeError and the decoder decodes nothing more
-    (spec: WIRE-14). The bytes it holds never exceed one header plus one payload whose length
-    the header has already accepted, so never ``HEADER_SIZE + MAX_PAYLOAD`` (spec: WIRE-13).
+    (spec: WIRE-14): feeding it again raises RuntimeError, a caller's bug. ``eof`` reports a
+    stream that ended inside a frame, once.
+
+    Memory: the decoder holds at most one header, or one payload whose length the header has
+    already accepted, so never more than ``HEADER_SIZE + MAX_PAYLOAD`` bytes (spec: WIRE-13).
+    A completed payload is handed over before its frame is built, so while one frame is being
+    built its bytes exist at most twice: the payload handed over and the frame's own copy.
     """
 
     def __init__(self) -> None:
@@ -143,7 +146,7 @@ class FrameDecoder:
                 have = len(self._buffer)
                 if have == 0 and len(view) - pos >= length:
                     # The whole payload is in this chunk: decode it in place, copy nothing.
-                    payload: bytes | bytearray | memoryview = view[pos : pos + length]
+                    payload: Payload = view[pos : pos + length]
                     pos += length
                 else:
                     take = min(length - have, len(view) - pos)  # spec: WIRE-13 (this frame only)
@@ -151,11 +154,10 @@ class FrameDecoder:
                     pos += take
                     if len(self._buffer) < length:
                         break  # need more payload bytes
-                    payload = self._buffer
+                    # Hand the buffer over: the decoder stops holding it before the frame is built.
+                    payload, self._buffer = self._buffer, bytearray()
                 self._header = None
-                frame = decode_body(message_type, expected, payload)
-                self._buffer = bytearray()
-                out.append(frame)
+                out.append(decode_body(message_type, expected, payload))
         except DecodeError as error:
             self._error = error
             self._buffer = bytearray()
@@ -170,7 +172,7 @@ class FrameDecoder:
         self._buffer += take
         if len(self._buffer) == HEADER_SIZE:
             self._header = check_header(bytes(self._buffer))  # spec: WIRE-6, WIRE-7, WIRE-8
-            self._buffer = bytearray()  # spec: WIRE-7 (nothing of a rejected payload is held)
+            self._buffer = bytearray()
         return pos + len(take)
 
     def eof(self) -> DecodeError | None:

@@ -73,12 +73,14 @@ def frame_from_json(obj: object) -> Frame:
             raise EncodeError(name, f"is required for {message_type.name}")
         values[name] = _read_value(name, kind, obj[name])
     message: Message
+    padding = _read_value("padding", "hex", obj.get("padding", ""))
+    assert isinstance(padding, bytes)
     if message_type in _CLASSES:
         message = _CLASSES[message_type](**values)
     else:
+        if padding:  # an opaque payload carries its padding inside (spec/wire.md section 4)
+            raise EncodeError("padding", "an opaque message has none: put it in payload")
         message = Opaque(message_type, values["payload"])  # type: ignore[arg-type]
-    padding = _read_value("padding", "hex", obj.get("padding", ""))
-    assert isinstance(padding, bytes)
     frame = Frame(message, padding)
     _check_derived(obj, frame_to_json(frame))
     return frame
@@ -122,5 +124,6 @@ def _read_value(name: str, kind: str, value: object) -> object:
 
 def _check_derived(given: dict[str, Any], derived: JsonObject) -> None:
     for key in ("type", "code", "padding_length", "features_flags", "privacy_features_flags"):
-        if key in given and given[key] != derived[key]:
+        # Compared with their types, so that true is not taken for 1.
+        if key in given and (type(given[key]), given[key]) != (type(derived[key]), derived[key]):
             raise EncodeError(key, f"is {given[key]!r} but the frame gives {derived[key]!r}")

@@ -29,6 +29,8 @@ _REASON = struct.Struct("<H")  # Disconnect, spec/wire.md section 7
 
 HANDSHAKE_MIN_SIZE = _HANDSHAKE_HEAD.size + _HANDSHAKE_TAIL.size  # 70: empty user agent
 
+Payload = bytes | bytearray | memoryview  # what the decoders read from
+
 
 def _check_uint(field: str, value: int, maximum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
@@ -61,7 +63,7 @@ class Handshake:
         try:
             encoded = self.user_agent.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise EncodeError("user_agent", f"has no UTF-8 encoding: {exc}", "WIRE-42") from exc
+            raise EncodeError("user_agent", f"has no UTF-8 encoding: {exc}") from exc
         if len(encoded) > MAX_USER_AGENT:  # spec: WIRE-42
             raise EncodeError(
                 "user_agent",
@@ -87,23 +89,23 @@ class Handshake:
         )
 
     @classmethod
-    def decode(cls, payload: bytes) -> tuple[Handshake, int]:
+    def decode(cls, payload: Payload) -> tuple[Handshake, int]:
         """The handshake and the size of its defined fields; fields are read in the order of
-        spec/wire.md section 5 and the first failing check is raised."""
+        spec/wire.md section 5 and the first failing check is raised (spec: WIRE-34)."""
         if len(payload) < _HANDSHAKE_HEAD.size:
             raise _truncated(MessageType.Handshake, "user_agent_length", len(payload))
         # spec: WIRE-40
         version, timestamp, features, privacy, ua_length = _HANDSHAKE_HEAD.unpack_from(payload)
-        if ua_length > MAX_USER_AGENT:  # spec: WIRE-43
+        if ua_length > MAX_USER_AGENT:  # spec: WIRE-43, WIRE-34 (before the bytes are read)
             raise DecodeError(
                 ErrorCode.USER_AGENT_TOO_LONG,
                 f"user_agent_length is {ua_length}, the limit is {MAX_USER_AGENT}",
             )
         ua_end = _HANDSHAKE_HEAD.size + ua_length
-        if len(payload) < ua_end:
+        if len(payload) < ua_end:  # spec: WIRE-34 (the user agent is whole before it is judged)
             raise _truncated(MessageType.Handshake, "user_agent", len(payload))
         try:
-            user_agent = payload[_HANDSHAKE_HEAD.size : ua_end].decode("utf-8")  # spec: WIRE-44
+            user_agent = str(payload[_HANDSHAKE_HEAD.size : ua_end], "utf-8")  # spec: WIRE-44
         except UnicodeDecodeError as exc:
             raise DecodeError(ErrorCode.USER_AGENT_NOT_UTF8, str(exc)) from exc
         end = ua_end + _HANDSHAKE_TAIL.size
@@ -137,7 +139,7 @@ class _NonceMessage:
         return _NONCE.pack(self.nonce)  # spec: WIRE-50
 
     @classmethod
-    def decode(cls, payload: bytes) -> tuple[Self, int]:
+    def decode(cls, payload: Payload) -> tuple[Self, int]:
         if len(payload) < _NONCE.size:
             raise _truncated(cls.message_type, "nonce", len(payload))
         (nonce,) = _NONCE.unpack_from(payload)  # spec: WIRE-50
@@ -173,7 +175,7 @@ class Disconnect:
         return _REASON.pack(self.reason)  # spec: WIRE-60
 
     @classmethod
-    def decode(cls, payload: bytes) -> tuple[Disconnect, int]:
+    def decode(cls, payload: Payload) -> tuple[Disconnect, int]:
         if len(payload) < _REASON.size:
             raise _truncated(cls.message_type, "reason", len(payload))
         (reason,) = _REASON.unpack_from(payload)  # spec: WIRE-60, WIRE-61
@@ -202,7 +204,7 @@ class Opaque:
 
 Message = Handshake | Ping | Pong | Disconnect | Opaque
 
-_DEFINED_DECODERS: dict[MessageType, Callable[[bytes], tuple[Message, int]]] = {
+_DEFINED_DECODERS: dict[MessageType, Callable[[Payload], tuple[Message, int]]] = {
     MessageType.Handshake: Handshake.decode,
     MessageType.Ping: Ping.decode,
     MessageType.Pong: Pong.decode,
@@ -210,13 +212,14 @@ _DEFINED_DECODERS: dict[MessageType, Callable[[bytes], tuple[Message, int]]] = {
 }
 
 
-def decode_payload(message_type: MessageType, payload: bytes) -> tuple[Message, bytes]:
-    """The message carried by ``payload`` and the padding after its defined fields."""
+def decode_payload(message_type: MessageType, payload: Payload) -> tuple[Message, bytes]:
+    """The message carried by ``payload`` and the padding after its defined fields. The result
+    owns its bytes: ``payload`` may be a view of a buffer that is reused afterwards."""
     decoder = _DEFINED_DECODERS.get(message_type)
     if decoder is None:
-        return Opaque(message_type, payload), b""  # spec: WIRE-20
+        return Opaque(message_type, bytes(payload)), b""  # spec: WIRE-20
     message, defined_size = decoder(payload)
-    return message, payload[defined_size:]  # spec: WIRE-30
+    return message, bytes(memoryview(payload)[defined_size:])  # spec: WIRE-30 (one copy)
 
 
 def _truncated(message_type: MessageType, field: str, size: int) -> DecodeError:

@@ -1,0 +1,619 @@
+"""The connection machine, ``PeerConnection`` (spec/connection.md).
+
+One machine per TCP connection, from ``connecting`` (outbound) or ``handshaking`` (inbound)
+through ``established`` to ``closing`` and ``closed``. ``handle`` takes an event and the current
+monotonic time and returns the actions to carry out, in order. The rules are the table
+``CONNECTION_TRANSITIONS``; the code below only looks a pair up and runs the named handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from ..wire import (
+    DecodeError,
+    Disconnect,
+    Frame,
+    FrameDecoder,
+    Handshake,
+    Message,
+    Opaque,
+    Ping,
+    Pong,
+    encode_frame,
+)
+from .events import (
+    AbortTransport,
+    Action,
+    ArmTimer,
+    BytesReceived,
+    CancelTimer,
+    Closed,
+    CloseRequested,
+    CloseTransport,
+    EndOfStream,
+    Established,
+    Event,
+    LocalProtocolError,
+    MessageReceived,
+    Misbehaviour,
+    Negotiated,
+    ReleaseNonce,
+    RttMeasured,
+    SendBytes,
+    SendMessage,
+    TcpConnected,
+    Timer,
+    TimerExpired,
+    TransportClosed,
+    TransportFailed,
+    UnsolicitedPong,
+)
+from .handshake import Accepted, HandshakeProtocol, LocalHandshake, Role
+from .reasons import LOCAL_REASONS, CloseReason
+from .table import Rule
+
+
+class RandomSource(Protocol):
+    def getrandbits(self, k: int, /) -> int: ...
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """The timers of spec/connection.md section 4, in seconds."""
+
+    connection_timeout: float = 60.0
+    handshake_timeout: float = 30.0
+    ping_interval: float = 60.0
+    ping_timeout: float = 30.0
+    inactivity_timeout: float = 300.0
+    close_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "connection_timeout",
+            "handshake_timeout",
+            "ping_interval",
+            "ping_timeout",
+            "inactivity_timeout",
+            "close_timeout",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be a number of seconds above 0, got {value!r}")
+        if not self.ping_timeout < self.ping_interval:  # spec: KA-7
+            raise ValueError(
+                f"ping_timeout ({self.ping_timeout}) must be below ping_interval "
+                f"({self.ping_interval}), so that at most one ping is outstanding"
+            )
+
+
+class Direction(Enum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class ConnState(Enum):
+    CONNECTING = "connecting"
+    HANDSHAKING = "handshaking"
+    ESTABLISHED = "established"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Input(Enum):
+    """The input alphabet of the table: events, and the frames decoded from received bytes."""
+
+    TCP_CONNECTED = "tcp_connected"
+    BYTES_RECEIVED = "bytes_received"
+    HANDSHAKE_FRAME = "handshake_frame"
+    PING_FRAME = "ping_frame"
+    PONG_FRAME = "pong_frame"
+    DISCONNECT_FRAME = "disconnect_frame"
+    OTHER_FRAME = "other_frame"
+    INVALID_FRAME = "invalid_frame"
+    END_OF_STREAM = "end_of_stream"
+    TRANSPORT_FAILED = "transport_failed"
+    TRANSPORT_CLOSED = "transport_closed"
+    CONNECT_TIMER = "connect_timer"
+    HANDSHAKE_TIMER = "handshake_timer"
+    PING_TIMER = "ping_timer"
+    PONG_TIMER = "pong_timer"
+    INACTIVITY_TIMER = "inactivity_timer"
+    CLOSE_TIMER = "close_timer"
+    SEND = "send"
+    CLOSE = "close"
+
+
+# The timers each state may have armed (spec/connection.md section 4).
+TIMERS_OF_STATE: dict[ConnState, frozenset[Timer]] = {
+    ConnState.CONNECTING: frozenset({Timer.CONNECT}),
+    ConnState.HANDSHAKING: frozenset({Timer.HANDSHAKE}),
+    ConnState.ESTABLISHED: frozenset({Timer.PING, Timer.PONG, Timer.INACTIVITY}),
+    ConnState.CLOSING: frozenset({Timer.CLOSE}),
+    ConnState.CLOSED: frozenset(),
+}
+
+_TIMER_INPUT = {
+    Timer.CONNECT: Input.CONNECT_TIMER,
+    Timer.HANDSHAKE: Input.HANDSHAKE_TIMER,
+    Timer.PING: Input.PING_TIMER,
+    Timer.PONG: Input.PONG_TIMER,
+    Timer.INACTIVITY: Input.INACTIVITY_TIMER,
+    Timer.CLOSE: Input.CLOSE_TIMER,
+}
+
+C = ConnState
+_CLOSE_TARGETS = (C.CLOSING,)
+
+
+def _rule(handler: str, targets: tuple[ConnState, ...], reqs: str, summary: str) -> Rule[C]:
+    return Rule(handler, targets, tuple(reqs.split(", ")), summary)
+
+
+_HANDSHAKING_OR_ESTABLISHED = {
+    Input.BYTES_RECEIVED: _rule(
+        "_decode", (C.HANDSHAKING, C.ESTABLISHED, C.CLOSING), "CONN-30", "decode frames in order"
+    ),
+    Input.DISCONNECT_FRAME: _rule(
+        "_peer_disconnected", _CLOSE_TARGETS, "CONN-22", "close without reply; report its reason"
+    ),
+    Input.INVALID_FRAME: _rule(
+        "_invalid_frame", _CLOSE_TARGETS, "CONN-30", "close `invalid_message`; misbehaviour"
+    ),
+    Input.END_OF_STREAM: _rule(
+        "_end_of_stream", _CLOSE_TARGETS, "CONN-33", "close `peer_closed` (or `invalid_message`)"
+    ),
+    Input.TRANSPORT_FAILED: _rule(
+        "_transport_failed", (C.CLOSED,), "CONN-34", "closed `network_error`"
+    ),
+    Input.CLOSE: _rule("_close_locally", _CLOSE_TARGETS, "CONN-20", "send Disconnect; close"),
+}
+
+CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
+    (C.CONNECTING, Input.TCP_CONNECTED): _rule(
+        "_connected", (C.HANDSHAKING,), "CONN-3, HS-1, HS-21", "arm handshake timer; send handshake"
+    ),
+    (C.CONNECTING, Input.CONNECT_TIMER): _rule(
+        "_connect_timed_out", (C.CLOSED,), "CONN-2", "abort; closed `connect_timeout`"
+    ),
+    (C.CONNECTING, Input.TRANSPORT_FAILED): _rule(
+        "_transport_failed", (C.CLOSED,), "CONN-34", "closed `network_error`"
+    ),
+    (C.CONNECTING, Input.CLOSE): _rule(
+        "_close_before_connected", (C.CLOSED,), "CONN-21", "abort; closed with the given reason"
+    ),
+    **{(C.HANDSHAKING, input_): rule for input_, rule in _HANDSHAKING_OR_ESTABLISHED.items()},
+    (C.HANDSHAKING, Input.HANDSHAKE_FRAME): _rule(
+        "_peer_handshake",
+        (C.ESTABLISHED, C.CLOSING),
+        "HS-14, HS-13",
+        "handshake machine accepts (established) or rejects (close with its reason)",
+    ),
+    **{
+        (C.HANDSHAKING, input_): _rule(
+            "_unexpected", _CLOSE_TARGETS, "HS-20", "close `unexpected_message`; misbehaviour"
+        )
+        for input_ in (Input.PING_FRAME, Input.PONG_FRAME, Input.OTHER_FRAME)
+    },
+    (C.HANDSHAKING, Input.HANDSHAKE_TIMER): _rule(
+        "_handshake_timed_out", _CLOSE_TARGETS, "HS-22", "close `handshake_timeout`"
+    ),
+    **{(C.ESTABLISHED, input_): rule for input_, rule in _HANDSHAKING_OR_ESTABLISHED.items()},
+    (C.ESTABLISHED, Input.HANDSHAKE_FRAME): _rule(
+        "_unexpected", _CLOSE_TARGETS, "HS-20", "close `unexpected_message`; misbehaviour"
+    ),
+    (C.ESTABLISHED, Input.PING_FRAME): _rule(
+        "_answer_ping", (C.ESTABLISHED,), "KA-2", "send a pong with the same nonce"
+    ),
+    (C.ESTABLISHED, Input.PONG_FRAME): _rule(
+        "_pong", (C.ESTABLISHED,), "KA-4, KA-5", "match the outstanding ping; report the RTT"
+    ),
+    (C.ESTABLISHED, Input.OTHER_FRAME): _rule(
+        "_deliver", (C.ESTABLISHED,), "CONN-10", "deliver to the application"
+    ),
+    (C.ESTABLISHED, Input.PING_TIMER): _rule(
+        "_send_ping", (C.ESTABLISHED,), "KA-1", "send a ping with a fresh nonce; arm pong timer"
+    ),
+    (C.ESTABLISHED, Input.PONG_TIMER): _rule(
+        "_ping_timed_out", _CLOSE_TARGETS, "KA-3", "close `ping_timeout`"
+    ),
+    (C.ESTABLISHED, Input.INACTIVITY_TIMER): _rule(
+        "_check_inactivity",
+        (C.ESTABLISHED, C.CLOSING),
+        "KA-6",
+        "close `inactivity_timeout` if nothing arrived since; else re-arm",
+    ),
+    (C.ESTABLISHED, Input.SEND): _rule(
+        "_send_local", (C.ESTABLISHED,), "CONN-11", "send the application's frame"
+    ),
+    (C.CLOSING, Input.BYTES_RECEIVED): _rule(
+        "_discard", (C.CLOSING,), "CONN-24", "discard, undecoded"
+    ),
+    (C.CLOSING, Input.END_OF_STREAM): _rule(
+        "_ignore", (C.CLOSING,), "CONN-24", "nothing: the close is under way"
+    ),
+    (C.CLOSING, Input.CLOSE): _rule(
+        "_ignore", (C.CLOSING,), "CONN-26", "nothing: the first reason stands"
+    ),
+    (C.CLOSING, Input.TRANSPORT_CLOSED): _rule(
+        "_finish_close", (C.CLOSED,), "CONN-23", "closed with the reason of the close"
+    ),
+    (C.CLOSING, Input.TRANSPORT_FAILED): _rule(
+        "_finish_close", (C.CLOSED,), "CONN-23", "closed with the reason of the close"
+    ),
+    (C.CLOSING, Input.CLOSE_TIMER): _rule(
+        "_abort_close", (C.CLOSED,), "CONN-23", "abort what is unsent; closed"
+    ),
+    **{
+        (C.CLOSED, input_): _rule("_ignore", (C.CLOSED,), "CONN-41", "nothing")
+        for input_ in (
+            Input.BYTES_RECEIVED,
+            Input.END_OF_STREAM,
+            Input.TRANSPORT_FAILED,
+            Input.TRANSPORT_CLOSED,
+            Input.CLOSE,
+        )
+    },
+}
+
+_FRAME_INPUT: dict[type, Input] = {
+    Handshake: Input.HANDSHAKE_FRAME,
+    Ping: Input.PING_FRAME,
+    Pong: Input.PONG_FRAME,
+    Disconnect: Input.DISCONNECT_FRAME,
+    Opaque: Input.OTHER_FRAME,
+}
+
+
+class PeerConnection:
+    """One connection's machine. Build it, call ``start`` once, then ``handle`` each event.
+
+    ``nonce`` is this connection's handshake nonce, already in the node's ``own_nonces``; the
+    machine says when to drop it (ReleaseNonce). ``timestamp`` is the Unix time its handshake
+    carries; ``rng`` draws the ping nonces."""
+
+    def __init__(
+        self,
+        direction: Direction,
+        now: float,
+        settings: ConnectionSettings,
+        local: LocalHandshake,
+        nonce: int,
+        timestamp: int,
+        own_nonces: Container[int],
+        rng: RandomSource,
+    ) -> None:
+        self.direction = direction
+        self.settings = settings
+        self.opened_at = now
+        self._rng = rng
+        role = Role.INITIATOR if direction is Direction.OUTBOUND else Role.RESPONDER
+        self.handshake = HandshakeProtocol(role, local, nonce, timestamp, own_nonces)
+        # spec: CONN-1
+        self.state = C.CONNECTING if direction is Direction.OUTBOUND else C.HANDSHAKING
+        self.negotiated: Negotiated | None = None
+        self.last_rtt: float | None = None
+        self.close_reason: CloseReason | None = None
+        self.peer_reason: int | None = None
+        self._close_detail = ""
+        self._decoder = FrameDecoder()
+        self._armed: dict[Timer, float] = {}
+        self._nonce_released = False
+        self._outstanding_ping: tuple[int, float] | None = None  # nonce, time sent
+        self._last_received = now
+        # Per-step scratch: the time of the event being handled and the actions it produced.
+        self._now = now
+        self._actions: list[Action] = []
+        self._pending: Event | Frame | DecodeError | None = None
+        self._started = False
+
+    def start(self) -> list[Action]:
+        """The actions that open the machine, once, right after it is built: an outbound
+        connection starts its connect timer; an inbound one exists already, so its handshake
+        timer starts now (spec: HS-21)."""
+        if self._started:
+            raise LocalProtocolError("start() was already called")
+        self._started = True
+        if self.direction is Direction.OUTBOUND:
+            return self._collect(lambda: self._arm(Timer.CONNECT, "connection_timeout"))
+        return self._collect(lambda: self._arm(Timer.HANDSHAKE, "handshake_timeout"))
+
+    @property
+    def armed_timers(self) -> dict[Timer, float]:
+        return dict(self._armed)
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        """Feed one event; returns the actions to carry out, in order."""
+        if not self._started:
+            raise LocalProtocolError("start() must be called before handle()")
+        self._now = now
+        return self._collect(lambda: self._dispatch(event))
+
+    def _collect(self, step: Callable[[], None]) -> list[Action]:
+        self._actions = []
+        step()
+        actions, self._actions = self._actions, []
+        return actions
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, TimerExpired):
+            deadline = self._armed.get(event.timer)
+            if deadline is None or self._now < deadline:
+                return  # spec: KA-8 (a stale or early timer is ignored)
+            del self._armed[event.timer]
+            self._fire(_TIMER_INPUT[event.timer], event)
+            return
+        input_ = {
+            TcpConnected: Input.TCP_CONNECTED,
+            BytesReceived: Input.BYTES_RECEIVED,
+            EndOfStream: Input.END_OF_STREAM,
+            TransportFailed: Input.TRANSPORT_FAILED,
+            TransportClosed: Input.TRANSPORT_CLOSED,
+            SendMessage: Input.SEND,
+            CloseRequested: Input.CLOSE,
+        }[type(event)]
+        self._fire(input_, event)
+
+    def _fire(self, input_: Input, subject: Event | Frame | DecodeError) -> None:
+        rule = CONNECTION_TRANSITIONS.get((self.state, input_))
+        if rule is None:
+            # Every pair a peer can cause is in the table; a missing pair is a caller's bug.
+            raise LocalProtocolError(
+                f"{self.direction.value} connection in state {self.state.value} "
+                f"cannot take {input_.value}"
+            )
+        self._pending = subject
+        handler: Callable[[], ConnState] = getattr(self, rule.handler)
+        next_state = handler()
+        assert next_state in rule.targets, (self.state, input_, next_state)
+        self.state = next_state
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _emit(self, *actions: Action) -> None:
+        self._actions.extend(actions)
+
+    def _send_frame(self, message: Message) -> None:
+        self._emit(SendBytes(encode_frame(message)))
+
+    def _arm(self, timer: Timer, setting: str, since: float | None = None) -> None:
+        deadline = (self._now if since is None else since) + getattr(self.settings, setting)
+        self._armed[timer] = deadline
+        self._emit(ArmTimer(timer, deadline))
+
+    def _cancel_all_timers(self) -> None:
+        for timer in list(self._armed):
+            del self._armed[timer]
+            self._emit(CancelTimer(timer))
+
+    def _release_nonce(self) -> None:
+        if not self._nonce_released:  # spec: HS-13
+            self._nonce_released = True
+            self._emit(ReleaseNonce(self.handshake.nonce))
+
+    def _begin_close(
+        self, reason: CloseReason, detail: str, *, notify: bool = True, fault: Misbehaviour | None
+    ) -> ConnState:
+        """Enter closing: say why (if the reason is one that is sent), flush, close."""
+        self.close_reason, self._close_detail = reason, detail
+        self._cancel_all_timers()
+        self._release_nonce()
+        if fault is not None:
+            self._emit(fault)  # spec: CONN-31
+        if notify and reason.value.sent:
+            # spec: CONN-20, CONN-25 (after all queued before it; no rule of closing sends)
+            self._send_frame(Disconnect(reason.code))
+        self._emit(CloseTransport())
+        self._arm(Timer.CLOSE, "close_timeout")  # spec: CONN-23
+        return C.CLOSING
+
+    def _closed_now(self, reason: CloseReason, detail: str) -> ConnState:
+        """Enter closed at once: the transport cannot (or need not) carry anything more."""
+        self.close_reason, self._close_detail = reason, detail
+        self._cancel_all_timers()
+        self._release_nonce()
+        self._emit(AbortTransport())
+        return self._finish_close()
+
+    def _violation(
+        self, reason: CloseReason, detail: str, error: DecodeError | None = None
+    ) -> ConnState:
+        fault = Misbehaviour(
+            reason, error.requirement if error else reason.requirement, detail, error
+        )
+        return self._begin_close(reason, detail, fault=fault)
+
+    # ---- handlers: each returns the next state ------------------------------------------
+
+    def _connected(self) -> ConnState:
+        self._cancel_all_timers()  # spec: CONN-3
+        self._arm(Timer.HANDSHAKE, "handshake_timeout")  # spec: HS-21
+        self._send_frame(self.handshake.start())  # spec: HS-1
+        self._last_received = self._now
+        return C.HANDSHAKING
+
+    def _connect_timed_out(self) -> ConnState:
+        return self._closed_now(CloseReason.CONNECT_TIMEOUT, "no TCP connection")  # spec: CONN-2
+
+    def _transport_failed(self) -> ConnState:
+        event = self._pending
+        assert isinstance(event, TransportFailed)
+        return self._closed_now(CloseReason.NETWORK_ERROR, event.detail)  # spec: CONN-34
+
+    def _close_before_connected(self) -> ConnState:
+        event = self._pending
+        assert isinstance(event, CloseRequested)
+        self._check_local_reason(event.reason)
+        # spec: CONN-21
+        return self._closed_now(event.reason, "closed before the TCP connection opened")
+
+    def _close_locally(self) -> ConnState:
+        event = self._pending
+        assert isinstance(event, CloseRequested)
+        self._check_local_reason(event.reason)
+        return self._begin_close(event.reason, "closed locally", fault=None)  # spec: CONN-20
+
+    def _check_local_reason(self, reason: CloseReason) -> None:
+        if reason not in LOCAL_REASONS:
+            raise LocalProtocolError(
+                f"a local close gives one of {sorted(r.label for r in LOCAL_REASONS)}"
+            )
+
+    def _decode(self) -> ConnState:
+        event = self._pending
+        assert isinstance(event, BytesReceived)
+        if event.data:
+            self._last_received = self._now  # spec: KA-6
+        for item in self._decoder.feed(event.data):  # spec: CONN-30
+            if self.state not in (C.HANDSHAKING, C.ESTABLISHED):
+                break  # spec: CONN-24 (frames after the one that closed are discarded)
+            if isinstance(item, DecodeError):
+                self._fire(Input.INVALID_FRAME, item)
+            else:
+                self._fire(_FRAME_INPUT[type(item.message)], item)
+        return self.state
+
+    def _frame(self) -> Frame:
+        frame = self._pending
+        assert isinstance(frame, Frame)
+        return frame
+
+    def _invalid_frame(self) -> ConnState:
+        error = self._pending
+        assert isinstance(error, DecodeError)
+        # spec: CONN-30
+        return self._violation(CloseReason.INVALID_MESSAGE, str(error), error)
+
+    def _unexpected(self) -> ConnState:
+        message = self._frame().message
+        # spec: HS-20
+        return self._violation(
+            CloseReason.UNEXPECTED_MESSAGE,
+            f"{message.message_type.name} is not allowed in state {self.state.value}",
+        )
+
+    def _peer_handshake(self) -> ConnState:
+        message = self._frame().message
+        assert isinstance(message, Handshake)
+        outcome = self.handshake.receive(message)
+        if not isinstance(outcome, Accepted):
+            return self._begin_close(outcome.reason, outcome.detail, fault=None)
+        if outcome.reply is not None:
+            self._send_frame(outcome.reply)  # spec: HS-3
+        # spec: HS-14 (complete: established, with the negotiated values reported)
+        self.negotiated = outcome.negotiated
+        self._release_nonce()
+        self._cancel_all_timers()
+        self._arm(Timer.PING, "ping_interval")  # spec: KA-1
+        self._arm(Timer.INACTIVITY, "inactivity_timeout", since=self._last_received)
+        self._emit(Established(outcome.negotiated))
+        return C.ESTABLISHED
+
+    def _handshake_timed_out(self) -> ConnState:
+        # spec: HS-22
+        return self._begin_close(CloseReason.HANDSHAKE_TIMEOUT, "handshake incomplete", fault=None)
+
+    def _peer_disconnected(self) -> ConnState:
+        message = self._frame().message
+        assert isinstance(message, Disconnect)
+        self.peer_reason = message.reason
+        # spec: CONN-22 (no Disconnect in reply)
+        return self._begin_close(
+            CloseReason.PEER_DISCONNECTED, f"peer reason {message.reason}", notify=False, fault=None
+        )
+
+    def _end_of_stream(self) -> ConnState:
+        truncated = self._decoder.eof()
+        if truncated is not None:  # spec: CONN-33 (a frame cut short is invalid)
+            fault = Misbehaviour(
+                CloseReason.INVALID_MESSAGE, truncated.requirement, str(truncated), truncated
+            )
+            return self._begin_close(
+                CloseReason.INVALID_MESSAGE, str(truncated), notify=False, fault=fault
+            )
+        # spec: CONN-33
+        return self._begin_close(CloseReason.PEER_CLOSED, "end of stream", notify=False, fault=None)
+
+    def _answer_ping(self) -> ConnState:
+        message = self._frame().message
+        assert isinstance(message, Ping)
+        self._send_frame(Pong(message.nonce))  # spec: KA-2
+        return C.ESTABLISHED
+
+    def _pong(self) -> ConnState:
+        message = self._frame().message
+        assert isinstance(message, Pong)
+        outstanding = self._outstanding_ping
+        if outstanding is None or outstanding[0] != message.nonce:
+            self._emit(UnsolicitedPong(message.nonce))  # spec: KA-5
+            return C.ESTABLISHED
+        self._outstanding_ping = None
+        self._armed.pop(Timer.PONG, None)
+        self._emit(CancelTimer(Timer.PONG))
+        self.last_rtt = self._now - outstanding[1]
+        self._emit(RttMeasured(self.last_rtt))  # spec: KA-4
+        return C.ESTABLISHED
+
+    def _deliver(self) -> ConnState:
+        self._emit(MessageReceived(self._frame().message))  # spec: CONN-10
+        return C.ESTABLISHED
+
+    def _send_ping(self) -> ConnState:
+        nonce = self._rng.getrandbits(64)  # spec: KA-1
+        self._outstanding_ping = (nonce, self._now)
+        self._send_frame(Ping(nonce))
+        self._arm(Timer.PONG, "ping_timeout")  # spec: KA-3
+        self._arm(Timer.PING, "ping_interval")
+        return C.ESTABLISHED
+
+    def _ping_timed_out(self) -> ConnState:
+        assert self._outstanding_ping is not None
+        # spec: KA-3
+        return self._begin_close(
+            CloseReason.PING_TIMEOUT,
+            f"no pong for nonce {self._outstanding_ping[0]:#018x}",
+            fault=None,
+        )
+
+    def _check_inactivity(self) -> ConnState:
+        idle = self._now - self._last_received
+        if idle >= self.settings.inactivity_timeout:  # spec: KA-6
+            return self._begin_close(
+                CloseReason.INACTIVITY_TIMEOUT, f"nothing received for {idle:.3f} s", fault=None
+            )
+        # Something arrived since the timer was armed: re-arm from that moment, so that a busy
+        # connection costs one timer per inactivity_timeout, not one per read.
+        self._arm(Timer.INACTIVITY, "inactivity_timeout", since=self._last_received)
+        return C.ESTABLISHED
+
+    def _send_local(self) -> ConnState:
+        event = self._pending
+        assert isinstance(event, SendMessage)
+        if not isinstance(event.message, Opaque):  # spec: CONN-11
+            raise LocalProtocolError(
+                f"the machine sends {event.message.message_type.name} itself; "
+                "the application sends opaque messages only"
+            )
+        self._send_frame(event.message)
+        return C.ESTABLISHED
+
+    def _ignore(self) -> ConnState:
+        return self.state  # spec: CONN-41, CONN-26
+
+    def _discard(self) -> ConnState:
+        return C.CLOSING  # spec: CONN-24
+
+    def _finish_close(self) -> ConnState:
+        self._cancel_all_timers()
+        assert self.close_reason is not None
+        # spec: CONN-40 (exactly once: closed is left by no rule)
+        self._emit(Closed(self.close_reason, self._close_detail, self.peer_reason))
+        return C.CLOSED
+
+    def _abort_close(self) -> ConnState:
+        self._emit(AbortTransport())  # spec: CONN-23
+        return self._finish_close()

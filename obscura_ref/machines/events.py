@@ -1,0 +1,193 @@
+"""What goes into the machines (events) and what comes out (actions).
+
+A machine never touches a socket or a clock: the loop turns what happens into an event, passes
+it with the current monotonic time, and carries out the actions returned, in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from ..wire import DecodeError, Message
+from .reasons import CloseReason
+
+
+class Timer(Enum):
+    """The timers of spec/connection.md section 4; each is armed in one state only."""
+
+    CONNECT = "connect"
+    HANDSHAKE = "handshake"
+    PING = "ping"
+    PONG = "pong"
+    INACTIVITY = "inactivity"
+    CLOSE = "close"
+
+
+# Events: from the transport, from the clock, and from the local application.
+
+
+@dataclass(frozen=True)
+class TcpConnected:
+    """The outbound TCP connection is open."""
+
+
+@dataclass(frozen=True)
+class BytesReceived:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """The peer ended its side of the stream (a read returned no bytes)."""
+
+
+@dataclass(frozen=True)
+class TransportFailed:
+    detail: str
+
+
+@dataclass(frozen=True)
+class TransportClosed:
+    """The transport finished writing what was queued, as asked, and is closed."""
+
+
+@dataclass(frozen=True)
+class TimerExpired:
+    timer: Timer
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    message: Message
+
+
+@dataclass(frozen=True)
+class CloseRequested:
+    reason: CloseReason
+
+
+Event = (
+    TcpConnected
+    | BytesReceived
+    | EndOfStream
+    | TransportFailed
+    | TransportClosed
+    | TimerExpired
+    | SendMessage
+    | CloseRequested
+)
+
+
+# Actions: for the transport, for the timer heap, and for the application.
+
+
+@dataclass(frozen=True)
+class SendBytes:
+    """Queue these bytes for the peer, after everything queued before."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class CloseTransport:
+    """Write everything queued, then close the transport, then report TransportClosed."""
+
+
+@dataclass(frozen=True)
+class AbortTransport:
+    """Close the transport now, dropping whatever is still queued."""
+
+
+@dataclass(frozen=True)
+class ArmTimer:
+    """Fire ``timer`` at monotonic time ``deadline``; replaces an earlier arming of it."""
+
+    timer: Timer
+    deadline: float
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    timer: Timer
+
+
+@dataclass(frozen=True)
+class ReleaseNonce:
+    """This connection's handshake nonce is no longer outstanding (spec: HS-13)."""
+
+    nonce: int
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    """What both sides agreed on, and what the peer said of itself (spec/handshake.md)."""
+
+    version: int
+    features: int
+    privacy_features: int
+    peer_version: int
+    peer_user_agent: str
+    peer_best_block_hash: bytes
+    peer_best_block_height: int
+    peer_timestamp: int
+
+
+@dataclass(frozen=True)
+class Established:
+    negotiated: Negotiated
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    message: Message
+
+
+@dataclass(frozen=True)
+class RttMeasured:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class UnsolicitedPong:
+    nonce: int
+
+
+@dataclass(frozen=True)
+class Misbehaviour:
+    """The peer broke a rule; the manager turns these into scores and bans."""
+
+    reason: CloseReason
+    requirement: str
+    detail: str
+    wire_error: DecodeError | None = None
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The connection is closed; reported exactly once (spec: CONN-40)."""
+
+    reason: CloseReason
+    detail: str
+    peer_reason: int | None = None  # the code of the peer's Disconnect, if it sent one
+
+
+Action = (
+    SendBytes
+    | CloseTransport
+    | AbortTransport
+    | ArmTimer
+    | CancelTimer
+    | ReleaseNonce
+    | Established
+    | MessageReceived
+    | RttMeasured
+    | UnsolicitedPong
+    | Misbehaviour
+    | Closed
+)
+
+
+class LocalProtocolError(Exception):
+    """The local side used a machine wrongly (sent before the handshake, fed an event its state
+    cannot have): a bug in the caller, never something a peer can cause."""

@@ -1,0 +1,83 @@
+"""Close reasons (spec/connection.md section 5): why a connection closed, and its code.
+
+The code is what a ``Disconnect`` carries on the wire for the reasons a node sends; the other
+reasons describe closes that send nothing and are only reported locally.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class ReasonInfo:
+    code: int
+    sent: bool  # carried by a Disconnect this node sends
+    misbehaviour: bool  # the peer broke a rule: reported as a Misbehaviour event
+    requirement: str  # the rule that closes with this reason
+    meaning: str
+
+
+class CloseReason(Enum):
+    """Every reason a connection can close with; the table of spec/connection.md section 5 is
+    generated from these values."""
+
+    REQUESTED = ReasonInfo(1, True, False, "CONN-20", "the local application closed it")
+    SHUTTING_DOWN = ReasonInfo(2, True, False, "CONN-20", "the local node is stopping")
+    INVALID_MESSAGE = ReasonInfo(
+        10, True, True, "CONN-30", "the peer sent bytes that do not decode (spec/wire.md)"
+    )
+    UNEXPECTED_MESSAGE = ReasonInfo(
+        11, True, True, "HS-20", "the peer sent a message its state does not allow"
+    )
+    INCOMPATIBLE_VERSION = ReasonInfo(
+        12, True, False, "HS-10", "the peer's version is below the minimum compatible version"
+    )
+    SELF_CONNECTION = ReasonInfo(
+        13, True, False, "HS-12", "the peer's handshake nonce is one of this node's own"
+    )
+    HANDSHAKE_TIMEOUT = ReasonInfo(
+        20, True, False, "HS-22", "the handshake did not complete within handshake_timeout"
+    )
+    PING_TIMEOUT = ReasonInfo(
+        21, True, False, "KA-3", "no pong echoed the outstanding ping within ping_timeout"
+    )
+    INACTIVITY_TIMEOUT = ReasonInfo(
+        22, True, False, "KA-6", "no byte was received for inactivity_timeout"
+    )
+    CONNECT_TIMEOUT = ReasonInfo(
+        23, False, False, "CONN-2", "the TCP connection did not open within connection_timeout"
+    )
+    PEER_DISCONNECTED = ReasonInfo(
+        30, False, False, "CONN-22", "the peer sent a Disconnect (its reason is reported apart)"
+    )
+    PEER_CLOSED = ReasonInfo(31, False, False, "CONN-33", "the peer ended the stream")
+    NETWORK_ERROR = ReasonInfo(
+        32, False, False, "CONN-34", "the transport failed (reset, refused, unreachable, ...)"
+    )
+
+    @property
+    def code(self) -> int:
+        return self.value.code
+
+    @property
+    def label(self) -> str:
+        """The reason's name as the spec writes it, e.g. ``ping_timeout``."""
+        return self.name.lower()
+
+    @property
+    def requirement(self) -> str:
+        return self.value.requirement
+
+
+_BY_CODE = {reason.code: reason for reason in CloseReason}
+
+
+def reason_for_code(code: int) -> CloseReason | None:
+    """The registered reason with this code, or None for a code this node does not know."""
+    return _BY_CODE.get(code)
+
+
+# Reasons a local caller may give to PeerConnection.close (spec: CONN-20).
+LOCAL_REASONS = frozenset({CloseReason.REQUESTED, CloseReason.SHUTTING_DOWN})

@@ -1,0 +1,139 @@
+"""Tables and diagrams of spec/ that are generated from the code's own tables.
+
+A chapter marks each generated block with ``<!-- generated: NAME -->`` and
+``<!-- end generated -->``; ``obscura-ref spec check`` rewrites what lies between, and the test
+suite fails when a block is stale, so the spec and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from enum import IntFlag
+from pathlib import Path
+
+from .machines.connection import (
+    CONNECTION_TRANSITIONS,
+    TIMERS_OF_STATE,
+    ConnectionSettings,
+    ConnState,
+    Input,
+)
+from .machines.handshake import HANDSHAKE_TRANSITIONS, HandshakeInput, HandshakeState
+from .machines.reasons import CloseReason
+from .machines.table import markdown_table, mermaid
+from .wire import DEFINED_TYPES, ERROR_REQUIREMENTS, Feature, MessageType, PrivacyFeature
+
+_BLOCK = re.compile(
+    r"(?P<open><!-- generated: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)"
+    r"(?P<close><!-- end generated -->)",
+    re.DOTALL,
+)
+
+
+def _registry() -> str:
+    rows = ["| code | name | payload |", "|---|---|---|"]
+    for member in MessageType:
+        kind = "defined" if member in DEFINED_TYPES else "opaque"
+        rows.append(f"| `{member.value:#04x}` | `{member.name}` | {kind} |")
+    return "\n".join(rows)
+
+
+def _errors() -> str:
+    rows = ["| code | requirement |", "|---|---|"]
+    rows += [f"| `{code.value}` | {req} |" for code, req in ERROR_REQUIREMENTS.items()]
+    return "\n".join(rows)
+
+
+def _flags(flags: type[IntFlag]) -> Callable[[], str]:
+    def render() -> str:
+        rows = ["| bit value | name |", "|---|---|"]
+        rows += [f"| `{member.value:#04x}` | `{member.name}` |" for member in flags]
+        return "\n".join(rows)
+
+    return render
+
+
+def _reasons() -> str:
+    rows = [
+        "| code | reason | sent in `Disconnect` | misbehaviour | rule | meaning |",
+        "|---|---|---|---|---|---|",
+    ]
+    for reason in CloseReason:
+        info = reason.value
+        rows.append(
+            f"| {info.code} | `{reason.label}` | {'yes' if info.sent else 'no'} | "
+            f"{'yes' if info.misbehaviour else 'no'} | {info.requirement} | {info.meaning} |"
+        )
+    return "\n".join(rows)
+
+
+def _timers() -> str:
+    defaults = ConnectionSettings()
+    setting = {
+        "connect": "connection_timeout",
+        "handshake": "handshake_timeout",
+        "ping": "ping_interval",
+        "pong": "ping_timeout",
+        "inactivity": "inactivity_timeout",
+        "close": "close_timeout",
+    }
+    rows = ["| timer | armed only in | duration | default (s) |", "|---|---|---|---|"]
+    for state, timers in TIMERS_OF_STATE.items():
+        for timer in sorted(timers, key=lambda t: t.value):
+            name = setting[timer.value]
+            rows.append(
+                f"| `{timer.value}` | `{state.value}` | `{name}` | {getattr(defaults, name):g} |"
+            )
+    return "\n".join(rows)
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "wire-registry": _registry,
+    "wire-errors": _errors,
+    "wire-features": _flags(Feature),
+    "wire-privacy-features": _flags(PrivacyFeature),
+    "handshake-transitions": lambda: markdown_table(
+        HANDSHAKE_TRANSITIONS, HandshakeState, HandshakeInput
+    ),
+    "handshake-diagram": lambda: mermaid(
+        HANDSHAKE_TRANSITIONS,
+        HandshakeState,
+        HandshakeInput,
+        initial=(HandshakeState.IDLE, HandshakeState.AWAITING_HANDSHAKE),
+        final=(HandshakeState.COMPLETE, HandshakeState.FAILED),
+    ),
+    "connection-transitions": lambda: markdown_table(CONNECTION_TRANSITIONS, ConnState, Input),
+    "connection-diagram": lambda: mermaid(
+        CONNECTION_TRANSITIONS,
+        ConnState,
+        Input,
+        initial=(ConnState.CONNECTING, ConnState.HANDSHAKING),
+        final=(ConnState.CLOSED,),
+    ),
+    "close-reasons": _reasons,
+    "timers": _timers,
+}
+
+
+def refresh(root: Path, write: bool) -> list[str]:
+    """Bring every generated block of spec/*.md up to date (when ``write``); returns the
+    problems: stale blocks (when not writing) and unknown block names."""
+    problems: list[str] = []
+    for path in sorted((root / "spec").glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+
+        def replace(match: re.Match[str], path: Path = path) -> str:
+            name = match["name"]
+            if name not in BLOCKS:
+                problems.append(f"{path.name}: unknown generated block {name!r}")
+                return match.group(0)
+            return f"{match['open']}{BLOCKS[name]()}\n{match['close']}"
+
+        new = _BLOCK.sub(replace, text)
+        if new != text:
+            if write:
+                path.write_text(new, encoding="utf-8")
+            else:
+                problems.append(f"spec/{path.name}: generated blocks are stale")
+    return problems

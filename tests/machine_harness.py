@@ -1,0 +1,109 @@
+"""Drive machines without sockets: one machine with a recorded transport, or two wired back to
+back through an in-memory pipe."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from obscura_ref.machines.connection import ConnectionSettings, Direction, PeerConnection
+from obscura_ref.machines.events import (
+    AbortTransport,
+    Action,
+    BytesReceived,
+    CloseTransport,
+    EndOfStream,
+    Event,
+    ReleaseNonce,
+    SendBytes,
+    TcpConnected,
+    TransportClosed,
+)
+from obscura_ref.machines.handshake import LocalHandshake
+from obscura_ref.machines.nonces import OwnNonces
+
+SETTINGS = ConnectionSettings(
+    connection_timeout=5,
+    handshake_timeout=3,
+    ping_interval=10,
+    ping_timeout=4,
+    inactivity_timeout=25,
+    close_timeout=2,
+)
+
+
+def new_machine(
+    direction: Direction,
+    *,
+    local: LocalHandshake | None = None,
+    nonces: OwnNonces | None = None,
+    seed: int = 1,
+    settings: ConnectionSettings = SETTINGS,
+    now: float = 0.0,
+) -> tuple[PeerConnection, OwnNonces, list[Action]]:
+    rng = random.Random(seed)
+    nonces = OwnNonces() if nonces is None else nonces
+    machine = PeerConnection(
+        direction,
+        now,
+        settings,
+        local or LocalHandshake(),
+        nonces.issue(rng),
+        1_700_000_000,
+        nonces,
+        rng,
+    )
+    return machine, nonces, machine.start()
+
+
+def sent_bytes(actions: list[Action]) -> bytes:
+    return b"".join(a.data for a in actions if isinstance(a, SendBytes))
+
+
+@dataclass
+class Side:
+    machine: PeerConnection
+    nonces: OwnNonces
+    actions: list[Action] = field(default_factory=list)
+    closing_transport: bool = False
+
+
+class Pair:
+    """An outbound machine A wired to an inbound machine B. Bytes one side sends are handed to
+    the other at once; a transport close reaches the other side as an end of stream."""
+
+    def __init__(
+        self,
+        local_a: LocalHandshake | None = None,
+        local_b: LocalHandshake | None = None,
+        shared_nonces: bool = False,
+    ) -> None:
+        a, nonces_a, start_a = new_machine(Direction.OUTBOUND, local=local_a, seed=1)
+        b, nonces_b, start_b = new_machine(
+            Direction.INBOUND, local=local_b, seed=2, nonces=nonces_a if shared_nonces else None
+        )
+        self.a = Side(a, nonces_a, start_a)
+        self.b = Side(b, nonces_b, start_b)
+        self.now = 0.0
+
+    def other(self, side: Side) -> Side:
+        return self.b if side is self.a else self.a
+
+    def feed(self, side: Side, event: Event) -> None:
+        actions = side.machine.handle(event, self.now)
+        side.actions += actions
+        for action in actions:
+            if isinstance(action, SendBytes) and not self.other(side).closing_transport:
+                self.feed(self.other(side), BytesReceived(action.data))
+            elif isinstance(action, ReleaseNonce):
+                side.nonces.release(action.nonce)
+            elif isinstance(action, CloseTransport | AbortTransport):
+                side.closing_transport = True
+                peer = self.other(side)
+                if peer.machine.state.value != "closed":
+                    self.feed(peer, EndOfStream())
+                if isinstance(action, CloseTransport):
+                    self.feed(side, TransportClosed())
+
+    def connect(self) -> None:
+        self.feed(self.a, TcpConnected())

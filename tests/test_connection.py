@@ -1,0 +1,412 @@
+"""The connection machine: spec/connection.md. Every (state, input) pair, then each rule."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from obscura_ref.machines.connection import (
+    CONNECTION_TRANSITIONS,
+    TIMERS_OF_STATE,
+    ConnectionSettings,
+    ConnState,
+    Direction,
+    Input,
+    PeerConnection,
+)
+from obscura_ref.machines.events import (
+    AbortTransport,
+    ArmTimer,
+    BytesReceived,
+    CancelTimer,
+    Closed,
+    CloseRequested,
+    CloseTransport,
+    EndOfStream,
+    Event,
+    LocalProtocolError,
+    MessageReceived,
+    Misbehaviour,
+    RttMeasured,
+    SendBytes,
+    SendMessage,
+    TcpConnected,
+    Timer,
+    TimerExpired,
+    TransportClosed,
+    TransportFailed,
+    UnsolicitedPong,
+)
+from obscura_ref.machines.handshake import LocalHandshake
+from obscura_ref.machines.reasons import CloseReason
+from obscura_ref.wire import (
+    Disconnect,
+    Handshake,
+    MessageType,
+    Opaque,
+    Ping,
+    Pong,
+    encode_frame,
+)
+
+from .machine_harness import SETTINGS, new_machine, sent_bytes
+from .test_handshake import closed_of, messages_in, peer_handshake
+
+FRAME_OF_INPUT = {
+    Input.HANDSHAKE_FRAME: encode_frame(peer_handshake()),
+    Input.PING_FRAME: encode_frame(Ping(77)),
+    Input.PONG_FRAME: encode_frame(Pong(78)),
+    Input.DISCONNECT_FRAME: encode_frame(Disconnect(1)),
+    Input.OTHER_FRAME: encode_frame(Opaque(MessageType.Blocks, b"block")),
+    Input.INVALID_FRAME: b"GET / HTTP/1.1\r\n\r\n",
+}
+TIMER_OF_INPUT = {
+    Input.CONNECT_TIMER: Timer.CONNECT,
+    Input.HANDSHAKE_TIMER: Timer.HANDSHAKE,
+    Input.PING_TIMER: Timer.PING,
+    Input.PONG_TIMER: Timer.PONG,
+    Input.INACTIVITY_TIMER: Timer.INACTIVITY,
+    Input.CLOSE_TIMER: Timer.CLOSE,
+}
+OTHER_EVENTS: dict[Input, Event] = {
+    Input.TCP_CONNECTED: TcpConnected(),
+    Input.BYTES_RECEIVED: BytesReceived(b""),
+    Input.END_OF_STREAM: EndOfStream(),
+    Input.TRANSPORT_FAILED: TransportFailed("connection reset"),
+    Input.TRANSPORT_CLOSED: TransportClosed(),
+    Input.SEND: SendMessage(Opaque(MessageType.Inv, b"i")),
+    Input.CLOSE: CloseRequested(CloseReason.REQUESTED),
+}
+
+
+def machine_in(state: ConnState) -> tuple[PeerConnection, float]:
+    """A machine in ``state`` with every timer of that state armed, and the time it is at."""
+    if state is ConnState.CONNECTING:
+        machine, _, _ = new_machine(Direction.OUTBOUND)
+        return machine, 0.0
+    machine, _, _ = new_machine(Direction.INBOUND)
+    if state is ConnState.HANDSHAKING:
+        return machine, 0.0
+    machine.handle(BytesReceived(encode_frame(peer_handshake())), 1.0)
+    now = 1.0 + SETTINGS.ping_interval
+    machine.handle(TimerExpired(Timer.PING), now)  # a ping is outstanding: PONG armed too
+    if state is ConnState.ESTABLISHED:
+        return machine, now
+    machine.handle(CloseRequested(CloseReason.REQUESTED), now)
+    if state is ConnState.CLOSING:
+        return machine, now
+    machine.handle(TransportClosed(), now)
+    return machine, now
+
+
+def event_for(input_: Input) -> Event:
+    if input_ in FRAME_OF_INPUT:
+        return BytesReceived(FRAME_OF_INPUT[input_])
+    if input_ in TIMER_OF_INPUT:
+        return TimerExpired(TIMER_OF_INPUT[input_])
+    return OTHER_EVENTS[input_]
+
+
+@pytest.mark.spec("CONN-41", "KA-8", "CONN-24")
+@pytest.mark.parametrize("input_", list(Input), ids=lambda i: i.value)
+@pytest.mark.parametrize("state", list(ConnState), ids=lambda s: s.value)
+def test_every_state_and_input_pair(state: ConnState, input_: Input) -> None:
+    machine, now = machine_in(state)
+    assert set(machine.armed_timers) == TIMERS_OF_STATE[state]
+    event = event_for(input_)
+    later = now + 1000.0  # past every deadline
+    decodes = state in (ConnState.HANDSHAKING, ConnState.ESTABLISHED)
+    if input_ in FRAME_OF_INPUT and not decodes:
+        # Frames only exist where bytes are decoded; elsewhere the bytes are refused
+        # (connecting: nothing can arrive) or discarded undecoded (closing, closed).
+        if state is ConnState.CONNECTING:
+            with pytest.raises(LocalProtocolError):
+                machine.handle(event, later)
+        else:
+            actions = machine.handle(event, later)
+            assert not any(isinstance(a, SendBytes | MessageReceived) for a in actions)
+            assert machine.state is state
+        return
+    if input_ in TIMER_OF_INPUT and TIMER_OF_INPUT[input_] not in TIMERS_OF_STATE[state]:
+        assert machine.handle(event, later) == []  # not armed here: ignored
+        assert machine.state is state
+        return
+    rule = CONNECTION_TRANSITIONS.get((state, input_))
+    if rule is None:
+        with pytest.raises(LocalProtocolError):
+            machine.handle(event, later)
+        return
+    actions = machine.handle(event, later)
+    assert machine.state in rule.targets
+    assert set(machine.armed_timers) <= TIMERS_OF_STATE[machine.state]
+    if machine.state is ConnState.CLOSED and state is not ConnState.CLOSED:
+        assert sum(isinstance(a, Closed) for a in actions) == 1
+    if state is ConnState.CLOSED:
+        assert actions == []
+
+
+def test_the_table_covers_every_frame_input_where_frames_are_decoded() -> None:
+    for state in (ConnState.HANDSHAKING, ConnState.ESTABLISHED):
+        for input_ in FRAME_OF_INPUT:
+            assert (state, input_) in CONNECTION_TRANSITIONS
+        assert (state, Input.BYTES_RECEIVED) in CONNECTION_TRANSITIONS
+
+
+def established(now: float = 1.0) -> PeerConnection:
+    machine, _, _ = new_machine(Direction.INBOUND)
+    machine.handle(BytesReceived(encode_frame(peer_handshake())), now)
+    assert machine.state is ConnState.ESTABLISHED
+    return machine
+
+
+@pytest.mark.spec("CONN-2")
+def test_connect_timeout_abandons_without_sending() -> None:
+    machine, _, _ = new_machine(Direction.OUTBOUND, now=0.0)
+    actions = machine.handle(TimerExpired(Timer.CONNECT), SETTINGS.connection_timeout)
+    assert sent_bytes(actions) == b""
+    assert AbortTransport() in actions
+    assert closed_of(actions).reason is CloseReason.CONNECT_TIMEOUT
+    assert machine.state is ConnState.CLOSED
+
+
+@pytest.mark.spec("CONN-10")
+def test_opaque_messages_are_delivered_in_order_even_in_one_chunk() -> None:
+    machine = established()
+    messages = [Opaque(MessageType.Inv, bytes([i])) for i in range(5)]
+    actions = machine.handle(BytesReceived(b"".join(encode_frame(m) for m in messages)), 2.0)
+    assert [a.message for a in actions if isinstance(a, MessageReceived)] == messages
+
+
+@pytest.mark.spec("CONN-11")
+def test_application_sends_only_opaque_messages_and_only_when_established() -> None:
+    machine, _, _ = new_machine(Direction.INBOUND)
+    with pytest.raises(LocalProtocolError):
+        machine.handle(SendMessage(Opaque(MessageType.Inv, b"x")), 0.5)
+    machine.handle(BytesReceived(encode_frame(peer_handshake())), 1.0)
+    for internal in (Ping(1), Pong(1), Disconnect(1), peer_handshake()):
+        with pytest.raises(LocalProtocolError):
+            machine.handle(SendMessage(internal), 2.0)
+    actions = machine.handle(SendMessage(Opaque(MessageType.Inv, b"x")), 2.0)
+    assert messages_in(sent_bytes(actions)) == [Opaque(MessageType.Inv, b"x")]
+
+
+@pytest.mark.spec("KA-1", "KA-3")
+def test_pings_go_out_every_interval_with_fresh_nonces() -> None:
+    machine = established(now=1.0)
+    first_deadline = 1.0 + SETTINGS.ping_interval
+    assert machine.armed_timers[Timer.PING] == first_deadline
+    nonces = []
+    now = first_deadline
+    for _ in range(3):
+        actions = machine.handle(TimerExpired(Timer.PING), now)
+        (ping,) = messages_in(sent_bytes(actions))
+        assert isinstance(ping, Ping)
+        nonces.append(ping.nonce)
+        assert ArmTimer(Timer.PONG, now + SETTINGS.ping_timeout) in actions
+        assert ArmTimer(Timer.PING, now + SETTINGS.ping_interval) in actions
+        machine.handle(BytesReceived(encode_frame(Pong(ping.nonce))), now + 0.25)
+        now += SETTINGS.ping_interval
+    assert len(set(nonces)) == 3
+
+
+@pytest.mark.spec("KA-2")
+def test_a_ping_is_answered_with_its_nonce_at_once() -> None:
+    machine = established()
+    actions = machine.handle(BytesReceived(encode_frame(Ping(0xABCDEF))), 2.0)
+    assert messages_in(sent_bytes(actions)) == [Pong(0xABCDEF)]
+
+
+@pytest.mark.spec("KA-3")
+def test_no_pong_within_ping_timeout_closes() -> None:
+    machine = established(now=0.0)
+    machine.handle(TimerExpired(Timer.PING), SETTINGS.ping_interval)
+    deadline = SETTINGS.ping_interval + SETTINGS.ping_timeout
+    machine.handle(BytesReceived(encode_frame(Pong(12345))), deadline - 1)  # not ours
+    actions = machine.handle(TimerExpired(Timer.PONG), deadline)
+    assert messages_in(sent_bytes(actions)) == [Disconnect(CloseReason.PING_TIMEOUT.code)]
+    assert machine.close_reason is CloseReason.PING_TIMEOUT
+
+
+@pytest.mark.spec("KA-4")
+def test_round_trip_time_is_measured() -> None:
+    machine = established(now=0.0)
+    actions = machine.handle(TimerExpired(Timer.PING), 10.0)
+    (ping,) = messages_in(sent_bytes(actions))
+    assert isinstance(ping, Ping)
+    actions = machine.handle(BytesReceived(encode_frame(Pong(ping.nonce))), 10.375)
+    assert RttMeasured(0.375) in actions and CancelTimer(Timer.PONG) in actions
+    assert machine.last_rtt == 0.375
+    assert Timer.PONG not in machine.armed_timers
+
+
+@pytest.mark.spec("KA-5")
+def test_an_unsolicited_pong_is_reported_and_ignored() -> None:
+    machine = established()
+    actions = machine.handle(BytesReceived(encode_frame(Pong(5))), 2.0)
+    assert actions == [UnsolicitedPong(5)]
+    assert machine.state is ConnState.ESTABLISHED
+
+
+@pytest.mark.spec("KA-6")
+def test_inactivity_closes_only_after_a_full_silent_period() -> None:
+    settings = ConnectionSettings(ping_interval=100, ping_timeout=50, inactivity_timeout=30)
+    machine, _, _ = new_machine(Direction.INBOUND, settings=settings)
+    machine.handle(BytesReceived(encode_frame(peer_handshake())), 0.0)
+    assert machine.armed_timers[Timer.INACTIVITY] == 30.0
+    machine.handle(BytesReceived(encode_frame(Opaque(MessageType.Inv, b""))), 20.0)
+    actions = machine.handle(TimerExpired(Timer.INACTIVITY), 30.0)
+    assert actions == [ArmTimer(Timer.INACTIVITY, 50.0)]  # re-armed from the last byte
+    actions = machine.handle(TimerExpired(Timer.INACTIVITY), 50.0)
+    assert messages_in(sent_bytes(actions)) == [Disconnect(CloseReason.INACTIVITY_TIMEOUT.code)]
+
+
+@pytest.mark.spec("KA-7")
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"ping_interval": 10, "ping_timeout": 10},
+        {"ping_interval": 10, "ping_timeout": 11},
+        {"handshake_timeout": 0},
+        {"close_timeout": -1},
+        {"inactivity_timeout": True},
+    ],
+)
+def test_settings_out_of_range_are_refused(values: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        ConnectionSettings(**values)
+
+
+@pytest.mark.spec("KA-8")
+def test_a_stale_or_early_timer_is_ignored() -> None:
+    machine = established(now=0.0)
+    assert machine.handle(TimerExpired(Timer.PING), SETTINGS.ping_interval - 0.5) == []
+    assert machine.handle(TimerExpired(Timer.HANDSHAKE), 500.0) == []
+    assert machine.handle(TimerExpired(Timer.PONG), 500.0) == []
+
+
+@pytest.mark.spec("CONN-20", "CONN-25")
+def test_local_close_sends_disconnect_after_queued_frames_then_nothing_more() -> None:
+    machine = established()
+    sent = machine.handle(SendMessage(Opaque(MessageType.Inv, b"first")), 2.0)
+    actions = machine.handle(CloseRequested(CloseReason.SHUTTING_DOWN), 2.0)
+    kinds = [type(a) for a in actions if isinstance(a, SendBytes | CloseTransport)]
+    assert kinds == [SendBytes, CloseTransport]
+    assert messages_in(sent_bytes(sent + actions)) == [
+        Opaque(MessageType.Inv, b"first"),
+        Disconnect(CloseReason.SHUTTING_DOWN.code),
+    ]
+    later = machine.handle(BytesReceived(encode_frame(Ping(1))), 2.5)
+    later += machine.handle(EndOfStream(), 2.6)
+    assert sent_bytes(later) == b""
+    with pytest.raises(LocalProtocolError):
+        machine.handle(SendMessage(Opaque(MessageType.Inv, b"late")), 2.7)
+    actions = machine.handle(TransportClosed(), 3.0)
+    assert closed_of(actions).reason is CloseReason.SHUTTING_DOWN
+
+
+@pytest.mark.spec("CONN-20")
+def test_only_local_reasons_can_be_requested() -> None:
+    machine = established()
+    with pytest.raises(LocalProtocolError):
+        machine.handle(CloseRequested(CloseReason.PING_TIMEOUT), 2.0)
+
+
+@pytest.mark.spec("CONN-21", "CONN-26")
+def test_close_while_connecting_is_immediate_and_repeated_closes_are_done() -> None:
+    machine, _, _ = new_machine(Direction.OUTBOUND)
+    actions = machine.handle(CloseRequested(CloseReason.REQUESTED), 1.0)
+    assert sent_bytes(actions) == b"" and AbortTransport() in actions
+    assert closed_of(actions).reason is CloseReason.REQUESTED
+    assert machine.handle(CloseRequested(CloseReason.SHUTTING_DOWN), 2.0) == []
+    other = established()
+    other.handle(CloseRequested(CloseReason.REQUESTED), 2.0)
+    assert other.handle(CloseRequested(CloseReason.SHUTTING_DOWN), 2.1) == []
+    assert other.close_reason is CloseReason.REQUESTED
+
+
+@pytest.mark.spec("CONN-22")
+def test_a_received_disconnect_closes_without_reply_and_reports_its_code() -> None:
+    machine = established()
+    actions = machine.handle(BytesReceived(encode_frame(Disconnect(4242))), 2.0)
+    assert sent_bytes(actions) == b""
+    assert CloseTransport() in actions
+    actions = machine.handle(TransportClosed(), 2.1)
+    closed = closed_of(actions)
+    assert closed.reason is CloseReason.PEER_DISCONNECTED and closed.peer_reason == 4242
+
+
+@pytest.mark.spec("CONN-23")
+def test_a_close_that_cannot_flush_is_aborted_at_close_timeout() -> None:
+    machine = established()
+    actions = machine.handle(CloseRequested(CloseReason.REQUESTED), 2.0)
+    assert ArmTimer(Timer.CLOSE, 2.0 + SETTINGS.close_timeout) in actions
+    actions = machine.handle(TimerExpired(Timer.CLOSE), 2.0 + SETTINGS.close_timeout)
+    assert actions[0] == AbortTransport()
+    assert closed_of(actions).reason is CloseReason.REQUESTED
+
+
+@pytest.mark.spec("CONN-24")
+def test_frames_after_the_one_that_closed_are_discarded() -> None:
+    machine = established()
+    chunk = (
+        encode_frame(Opaque(MessageType.Inv, b"1"))
+        + encode_frame(Disconnect(1))
+        + encode_frame(Opaque(MessageType.Inv, b"2"))
+        + encode_frame(Ping(3))
+    )
+    actions = machine.handle(BytesReceived(chunk), 2.0)
+    assert [a.message for a in actions if isinstance(a, MessageReceived)] == [
+        Opaque(MessageType.Inv, b"1")
+    ]
+    assert sent_bytes(actions) == b""  # no pong for the ping after the Disconnect
+
+
+@pytest.mark.spec("CONN-30", "CONN-31")
+def test_garbage_closes_with_invalid_message_and_names_the_wire_rule() -> None:
+    machine = established()
+    actions = machine.handle(BytesReceived(b"\x4f\x42\x58\x01"), 2.0)
+    assert messages_in(sent_bytes(actions)) == [Disconnect(CloseReason.INVALID_MESSAGE.code)]
+    (fault,) = [a for a in actions if isinstance(a, Misbehaviour)]
+    assert fault.reason is CloseReason.INVALID_MESSAGE and fault.requirement == "WIRE-5"
+
+
+@pytest.mark.spec("CONN-33")
+def test_end_of_stream_closes_without_disconnect() -> None:
+    machine = established()
+    actions = machine.handle(EndOfStream(), 2.0)
+    assert sent_bytes(actions) == b"" and CloseTransport() in actions
+    assert machine.close_reason is CloseReason.PEER_CLOSED
+    cut = established()
+    cut.handle(BytesReceived(encode_frame(Ping(1))[:10]), 2.0)
+    actions = cut.handle(EndOfStream(), 2.1)
+    assert sent_bytes(actions) == b""
+    (fault,) = [a for a in actions if isinstance(a, Misbehaviour)]
+    assert fault.requirement == "WIRE-11" and cut.close_reason is CloseReason.INVALID_MESSAGE
+
+
+@pytest.mark.spec("CONN-34", "CONN-40")
+def test_transport_failure_closes_at_once_and_reports_once() -> None:
+    machine = established()
+    actions = machine.handle(TransportFailed("connection reset by peer"), 2.0)
+    closed = closed_of(actions)
+    assert closed.reason is CloseReason.NETWORK_ERROR and "reset" in closed.detail
+    assert machine.state is ConnState.CLOSED and machine.armed_timers == {}
+    for event in (TransportClosed(), EndOfStream(), BytesReceived(b"x"), TransportFailed("again")):
+        assert machine.handle(event, 3.0) == []
+
+
+def test_machines_refuse_use_before_start() -> None:
+    machine = PeerConnection(
+        Direction.INBOUND, 0.0, SETTINGS, LocalHandshake(), 1, 0, set(), random.Random(1)
+    )
+    with pytest.raises(LocalProtocolError):
+        machine.handle(EndOfStream(), 1.0)
+    machine.start()
+    with pytest.raises(LocalProtocolError):
+        machine.start()
+
+
+def test_handshake_frame_type_is_what_the_initiator_sends() -> None:
+    machine, _, _ = new_machine(Direction.OUTBOUND)
+    assert isinstance(messages_in(sent_bytes(machine.handle(TcpConnected(), 0.0)))[0], Handshake)
