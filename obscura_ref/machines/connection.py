@@ -155,9 +155,6 @@ def _rule(handler: str, targets: tuple[ConnState, ...], reqs: str, summary: str)
 
 
 _HANDSHAKING_OR_ESTABLISHED = {
-    Input.BYTES_RECEIVED: _rule(
-        "_decode", (C.HANDSHAKING, C.ESTABLISHED, C.CLOSING), "CONN-30", "decode frames in order"
-    ),
     Input.DISCONNECT_FRAME: _rule(
         "_peer_disconnected", _CLOSE_TARGETS, "CONN-22", "close without reply; report its reason"
     ),
@@ -187,6 +184,9 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
         "_close_before_connected", (C.CLOSED,), "CONN-21", "abort; closed with the given reason"
     ),
     **{(C.HANDSHAKING, input_): rule for input_, rule in _HANDSHAKING_OR_ESTABLISHED.items()},
+    (C.HANDSHAKING, Input.BYTES_RECEIVED): _rule(
+        "_decode", (C.HANDSHAKING, C.ESTABLISHED, C.CLOSING), "CONN-30", "decode frames in order"
+    ),
     (C.HANDSHAKING, Input.HANDSHAKE_FRAME): _rule(
         "_peer_handshake",
         (C.ESTABLISHED, C.CLOSING),
@@ -203,6 +203,9 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
         "_handshake_timed_out", _CLOSE_TARGETS, "HS-22", "close `handshake_timeout`"
     ),
     **{(C.ESTABLISHED, input_): rule for input_, rule in _HANDSHAKING_OR_ESTABLISHED.items()},
+    (C.ESTABLISHED, Input.BYTES_RECEIVED): _rule(
+        "_decode", (C.ESTABLISHED, C.CLOSING), "CONN-30", "decode frames in order"
+    ),
     (C.ESTABLISHED, Input.HANDSHAKE_FRAME): _rule(
         "_unexpected", _CLOSE_TARGETS, "HS-20", "close `unexpected_message`; misbehaviour"
     ),
