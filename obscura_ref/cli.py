@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .config import ConfigError, NodeConfig, describe
+from .config import load as load_configuration
 from .conformance import codec
 from .specgen import refresh as refresh_generated
 from .trace import run as run_trace
@@ -60,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     spec_check.set_defaults(handler=_spec_check)
 
+    config = commands.add_parser("config", help="node configuration").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    show = config.add_parser("show", help="print the effective configuration and its sources")
+    add_config_arguments(show)
+    show.set_defaults(handler=_config_show)
+
     vectors = commands.add_parser("vectors", help="conformance vectors").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -71,6 +80,35 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--root", type=Path, default=Path("."), help="project folder")
         sub.set_defaults(handler=handler)
     return parser
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML configuration file")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one key (repeatable); the value as in TOML",
+    )
+
+
+def load_config(args: argparse.Namespace) -> NodeConfig | None:
+    """The configuration the arguments describe, or None after printing why it is refused."""
+    try:
+        return load_configuration(args.config, args.set)
+    except ConfigError as exc:
+        print(f"error: configuration: {exc}", file=sys.stderr)
+        return None
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    if config is None:
+        return 2
+    for line in describe(config):
+        print(line)
+    return 0
 
 
 def _argument_text(value: str) -> str:

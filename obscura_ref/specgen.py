@@ -12,6 +12,7 @@ from collections.abc import Callable
 from enum import IntFlag
 from pathlib import Path
 
+from .config import KEYS
 from .machines.connection import (
     CONNECTION_TRANSITIONS,
     TIMERS_OF_STATE,
@@ -88,7 +89,32 @@ def _timers() -> str:
     return "\n".join(rows)
 
 
+def _number(value: float | None) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _config_keys() -> str:
+    rows = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for key in KEYS:
+        if key.choices:
+            allowed = ", ".join(f"`{choice}`" for choice in key.choices)
+        elif key.kind is str:
+            allowed = "text"
+        else:
+            low = (
+                f"> {_number(key.above)}" if key.above is not None else f">= {_number(key.minimum)}"
+            )
+            allowed = f"{low}, <= {_number(key.maximum)}" if key.maximum is not None else low
+        if key.kind is str and key.maximum is not None:
+            allowed += f", at most {_number(key.maximum)} bytes of UTF-8"
+        default = f"`{key.default}`" if isinstance(key.default, str) else _number(key.default)
+        kind = {int: "integer", float: "seconds", str: "text"}[key.kind]
+        rows.append(f"| `{key.name}` | {kind} | {default} | {allowed} | {key.meaning} |")
+    return "\n".join(rows)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "config-keys": _config_keys,
     "wire-registry": _registry,
     "wire-errors": _errors,
     "wire-features": _flags(Feature),

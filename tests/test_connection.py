@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -272,7 +273,7 @@ def test_inactivity_closes_only_after_a_full_silent_period() -> None:
         {"inactivity_timeout": True},
     ],
 )
-def test_settings_out_of_range_are_refused(values: dict[str, float]) -> None:
+def test_settings_out_of_range_are_refused(values: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         ConnectionSettings(**values)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
 
 from ..wire import (
     DecodeError,
@@ -53,17 +52,15 @@ from .events import (
     UnsolicitedPong,
 )
 from .handshake import Accepted, HandshakeProtocol, LocalHandshake, Role
+from .padding import PRIVACY_LEVELS, RandomSource, origin_padding
 from .reasons import LOCAL_REASONS, CloseReason
 from .table import Rule
 
 
-class RandomSource(Protocol):
-    def getrandbits(self, k: int, /) -> int: ...
-
-
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """The timers of spec/connection.md section 4, in seconds."""
+    """Per-connection settings: the timers of spec/connection.md section 4, in seconds, and
+    the padding of spec/privacy.md."""
 
     connection_timeout: float = 60.0
     handshake_timeout: float = 30.0
@@ -71,8 +68,11 @@ class ConnectionSettings:
     ping_timeout: float = 30.0
     inactivity_timeout: float = 300.0
     close_timeout: float = 5.0
+    privacy_level: str = "standard"
 
     def __post_init__(self) -> None:
+        if self.privacy_level not in PRIVACY_LEVELS:
+            raise ValueError(f"privacy_level must be one of {PRIVACY_LEVELS}")
         for name in (
             "connection_timeout",
             "handshake_timeout",
@@ -381,7 +381,11 @@ class PeerConnection:
         self._actions.extend(actions)
 
     def _send_frame(self, message: Message) -> None:
-        self._emit(SendBytes(encode_frame(message)))
+        padding = b""
+        opaque = isinstance(message, Opaque)  # spec: PRIV-2 (an opaque payload is sent as given)
+        if self.settings.privacy_level == "standard" and not opaque:
+            padding = origin_padding(len(message.encode()), self._rng)  # spec: PRIV-1
+        self._emit(SendBytes(encode_frame(message, padding)))
 
     def _arm(self, timer: Timer, setting: str, since: float | None = None) -> None:
         deadline = (self._now if since is None else since) + getattr(self.settings, setting)

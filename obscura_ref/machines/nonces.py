@@ -6,7 +6,7 @@ itself, and says (ReleaseNonce) when its own nonce leaves it.
 
 from __future__ import annotations
 
-from .connection import RandomSource
+from .padding import RandomSource
 
 
 class OwnNonces:

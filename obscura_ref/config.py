@@ -1,0 +1,248 @@
+"""Node configuration (spec/config.md): keys, defaults, ranges, and where each value came from.
+
+Values come from the defaults, then a TOML file, then ``--set KEY=VALUE`` overrides, each layer
+replacing the one before. Every refusal names the key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .machines.connection import ConnectionSettings
+from .wire import MAX_USER_AGENT
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    kind: type  # int, float (seconds; an integer is accepted) or str
+    default: Any
+    meaning: str
+    minimum: float | None = None  # inclusive
+    above: float | None = None  # exclusive lower bound
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: object) -> Any:
+        """The value as this key's type, or ConfigError naming the key."""
+        if self.kind is str:
+            if not isinstance(value, str):
+                raise ConfigError(self.name, f"must be a string, got {value!r}")
+            if self.choices and value not in self.choices:
+                raise ConfigError(
+                    self.name, f"must be one of {', '.join(self.choices)}; got {value!r}"
+                )
+            try:
+                encoded = value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ConfigError(self.name, f"has no UTF-8 encoding: {exc}") from exc
+            if self.maximum is not None and len(encoded) > self.maximum:
+                raise ConfigError(self.name, f"must be at most {self.maximum:g} bytes of UTF-8")
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(self.name, f"must be a number, got {value!r}")
+        if self.kind is int and not isinstance(value, int):
+            raise ConfigError(self.name, f"must be a whole number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(self.name, f"must be finite, got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(self.name, f"must be at least {self.minimum:g}, got {value!r}")
+        if self.above is not None and value <= self.above:
+            raise ConfigError(self.name, f"must be above {self.above:g}, got {value!r}")
+        if self.maximum is not None and value > self.maximum:
+            raise ConfigError(self.name, f"must be at most {self.maximum:g}, got {value!r}")
+        return self.kind(value)
+
+
+class ConfigError(ValueError):
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key}: {detail}")
+        self.key = key
+
+
+_TIMERS = ConnectionSettings()
+DAY = 86_400.0
+
+# spec/config.md is generated from this table.
+KEYS: tuple[Key, ...] = (
+    Key("max_outbound_connections", int, 8, "outbound connections at most", 0, None, 10_000),
+    Key("max_inbound_connections", int, 125, "inbound connections at most", 0, None, 100_000),
+    Key(
+        "connection_timeout",
+        float,
+        _TIMERS.connection_timeout,
+        "seconds for a TCP connect",
+        None,
+        0,
+        DAY,
+    ),
+    Key(
+        "handshake_timeout",
+        float,
+        _TIMERS.handshake_timeout,
+        "seconds from the TCP connection to a complete handshake",
+        None,
+        0,
+        DAY,
+    ),
+    Key("ping_interval", float, _TIMERS.ping_interval, "seconds between pings", None, 0, DAY),
+    Key(
+        "ping_timeout",
+        float,
+        _TIMERS.ping_timeout,
+        "seconds a ping waits for its pong",
+        None,
+        0,
+        DAY,
+    ),
+    Key(
+        "inactivity_timeout",
+        float,
+        _TIMERS.inactivity_timeout,
+        "seconds without a received byte before a close",
+        None,
+        0,
+        DAY,
+    ),
+    Key(
+        "close_timeout",
+        float,
+        _TIMERS.close_timeout,
+        "seconds a closing connection may take to write what is queued",
+        None,
+        0,
+        DAY,
+    ),
+    Key(
+        "reconnect_interval",
+        float,
+        30.0,
+        "seconds before a persistent connection is opened again after it closed",
+        None,
+        0,
+        DAY,
+    ),
+    Key(
+        "privacy_level",
+        str,
+        "standard",
+        "padding of sent frames (spec/privacy.md)",
+        choices=("none", "standard"),
+    ),
+    Key(
+        "max_send_queue",
+        int,
+        16 * MiB,
+        "bytes queued for one peer at most before it is closed `send_queue_full`",
+        64 * 1024,
+        None,
+        1024 * MiB,
+    ),
+    Key(
+        "user_agent",
+        str,
+        f"obscura-ref/{__version__}",
+        "the user agent of our handshakes",
+        maximum=MAX_USER_AGENT,  # spec: WIRE-42
+    ),
+)
+KEYS_BY_NAME = {key.name: key for key in KEYS}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The effective configuration: every key's value, and where each came from."""
+
+    values: dict[str, Any] = field(default_factory=lambda: {k.name: k.default for k in KEYS})
+    sources: dict[str, str] = field(default_factory=lambda: {k.name: "default" for k in KEYS})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def connection_settings(self) -> ConnectionSettings:
+        return ConnectionSettings(
+            connection_timeout=self.values["connection_timeout"],
+            handshake_timeout=self.values["handshake_timeout"],
+            ping_interval=self.values["ping_interval"],
+            ping_timeout=self.values["ping_timeout"],
+            inactivity_timeout=self.values["inactivity_timeout"],
+            close_timeout=self.values["close_timeout"],
+        )
+
+    def with_values(self, updates: dict[str, object], source: str) -> NodeConfig:
+        """A new configuration with ``updates`` applied; refuses an unknown key, a wrong type,
+        a value out of range and an inconsistent combination, naming the key."""
+        values, sources = dict(self.values), dict(self.sources)
+        for name, raw in updates.items():
+            key = KEYS_BY_NAME.get(name)
+            if key is None:
+                raise ConfigError(name, f"is not a configuration key ({source})")  # spec: CFG-2
+            values[name] = key.check(raw)  # spec: CFG-3
+            sources[name] = source
+        return NodeConfig(values, sources)
+
+    def check_together(self) -> NodeConfig:
+        """This configuration, once the rules that tie keys together hold; checked on the
+        final values only, so that a later layer can mend an earlier one."""
+        if not self.values["ping_timeout"] < self.values["ping_interval"]:  # spec: KA-7
+            raise ConfigError(
+                "ping_timeout",
+                f"must be below ping_interval ({self.values['ping_interval']:g}), "
+                f"got {self.values['ping_timeout']:g}",
+            )
+        return self
+
+
+def load(path: Path | None = None, overrides: list[str] | None = None) -> NodeConfig:
+    """Defaults, then the TOML file at ``path``, then ``KEY=VALUE`` overrides."""
+    config = NodeConfig()  # spec: CFG-1 (each layer below replaces the one before)
+    if path is not None:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError("--config", f"cannot read {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not TOML: {exc}") from exc
+        for name, value in document.items():
+            if isinstance(value, dict):
+                raise ConfigError(name, "tables are not used; write every key at the top level")
+        config = config.with_values(document, f"file {path}")
+    for item in overrides or []:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ConfigError(item, "an override is KEY=VALUE")
+        config = config.with_values({name: _parse_override(name, text.strip())}, "--set")
+    return config.check_together()
+
+
+def _parse_override(name: str, text: str) -> object:
+    """A TOML value (``5``, ``0.5``, ``"text"``); for a text key, bare text is taken as it is."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        key = KEYS_BY_NAME.get(name)
+        if key is not None and key.kind is str:
+            return text
+        raise ConfigError(name, f"{text!r} is not a value") from None
+
+
+def describe(config: NodeConfig) -> list[str]:
+    """One line per key: ``name = value  # source``, in TOML, for ``config show``."""
+    lines = []  # spec: CFG-4
+    for key in KEYS:
+        value = config.values[key.name]
+        text = json.dumps(value) if isinstance(value, str) else f"{value!r}"
+        lines.append(f"{key.name} = {text}  # {config.sources[key.name]}")
+    return lines

@@ -1,0 +1,71 @@
+"""Padding of sent frames: spec/privacy.md."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from obscura_ref.machines.connection import ConnectionSettings, Direction
+from obscura_ref.machines.events import (
+    BytesReceived,
+    SendMessage,
+    TcpConnected,
+    Timer,
+    TimerExpired,
+)
+from obscura_ref.machines.padding import origin_padding, random_below
+from obscura_ref.wire import Frame, MessageType, Opaque, Ping, decode_frames, encode_frame
+
+from .machine_harness import SETTINGS, new_machine, sent_bytes
+from .test_handshake import peer_handshake
+
+STANDARD = SETTINGS
+NONE = ConnectionSettings(**{**SETTINGS.__dict__, "privacy_level": "none"})
+
+
+def frames_sent(settings: ConnectionSettings) -> list[Frame]:
+    """The handshake, a pong, a ping and an opaque message sent by one machine."""
+    machine, _, _ = new_machine(Direction.OUTBOUND, settings=settings)
+    actions = machine.handle(TcpConnected(), 0.0)
+    actions += machine.handle(BytesReceived(encode_frame(peer_handshake())), 1.0)
+    actions += machine.handle(BytesReceived(encode_frame(Ping(9))), 2.0)
+    actions += machine.handle(TimerExpired(Timer.PING), 1.0 + settings.ping_interval)
+    actions += machine.handle(SendMessage(Opaque(MessageType.Inv, b"app")), 20.0)
+    frames, error = decode_frames(sent_bytes(actions))
+    assert error is None
+    return frames
+
+
+@pytest.mark.spec("PRIV-1", "PRIV-2")
+def test_standard_pads_defined_frames_as_the_origin_and_never_opaque_ones() -> None:
+    handshake, pong, ping, app = frames_sent(STANDARD)
+    assert len(handshake.message.encode()) + len(handshake.padding) <= 79 + 32
+    assert len(pong.padding) == len(ping.padding) == 56  # 8-byte nonce padded up to 64
+    assert app == Frame(Opaque(MessageType.Inv, b"app"), b"")
+
+
+@pytest.mark.spec("PRIV-2")
+def test_none_sends_no_padding() -> None:
+    assert all(frame.padding == b"" for frame in frames_sent(NONE))
+
+
+@pytest.mark.spec("PRIV-1", "PRIV-3")
+def test_origin_padding_lengths_and_randomness() -> None:
+    rng = random.Random(3)
+    assert len(origin_padding(0, rng)) == 64 and len(origin_padding(63, rng)) == 1
+    lengths = {len(origin_padding(64, rng)) for _ in range(2000)}
+    assert lengths == set(range(33))
+    assert origin_padding(8, random.Random(1)) != origin_padding(8, random.Random(2))
+    assert origin_padding(8, random.Random(1)) == origin_padding(8, random.Random(1))
+
+
+def test_random_below_is_in_range() -> None:
+    rng = random.Random(5)
+    assert {random_below(rng, 3) for _ in range(200)} == {0, 1, 2}
+    assert random_below(rng, 1) == 0
+
+
+def test_unknown_privacy_level_is_refused() -> None:
+    with pytest.raises(ValueError):
+        ConnectionSettings(privacy_level="paranoid")
