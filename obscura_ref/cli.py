@@ -3,6 +3,11 @@
     obscura-ref decode HEX|-        one JSON object per frame, or the error that stopped decoding
     obscura-ref encode JSON|-       the frames described by JSON (an object, an array of objects,
                                     or one object per line, as ``decode`` prints), as hex
+    obscura-ref node [--listen HOST:PORT] [--connect HOST:PORT ...] [--persistent HOST:PORT ...]
+                     [--config FILE] [--set KEY=VALUE ...] [--seed N] [--log-level LEVEL]
+                     [--log-format text|json]
+                                    run a node until SIGINT or SIGTERM
+    obscura-ref config show         the effective configuration and where each value came from
     obscura-ref spec check          the traceability check; writes spec/TRACE.md
     obscura-ref vectors generate    regenerate conformance/vectors/ from the reference
     obscura-ref vectors check       replay the checked-in vectors against the reference
@@ -14,6 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import random
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +31,8 @@ from . import __version__
 from .config import ConfigError, NodeConfig, describe
 from .config import load as load_configuration
 from .conformance import codec
+from .logs import configure as configure_logging
+from .node import Node, NodeError, parse_address
 from .specgen import refresh as refresh_generated
 from .trace import run as run_trace
 from .wire import EncodeError, decode_frames, encode_frame
@@ -62,6 +72,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     spec_check.set_defaults(handler=_spec_check)
 
+    node = commands.add_parser("node", help="run a node")
+    node.add_argument("--listen", metavar="HOST:PORT", help="accept connections here")
+    node.add_argument(
+        "--connect", action="append", default=[], metavar="HOST:PORT", help="open a connection"
+    )
+    node.add_argument(
+        "--persistent",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="open a connection and open it again whenever it closes",
+    )
+    add_config_arguments(node)
+    node.add_argument("--seed", type=int, help="seed the random source: a reproducible run")
+    node.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    node.add_argument("--log-format", default="text", choices=["text", "json"])
+    node.add_argument(
+        "--status-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds between status lines (0: none)",
+    )
+    node.set_defaults(handler=_node)
+
     config = commands.add_parser("config", help="node configuration").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -100,6 +135,70 @@ def load_config(args: argparse.Namespace) -> NodeConfig | None:
     except ConfigError as exc:
         print(f"error: configuration: {exc}", file=sys.stderr)
         return None
+
+
+def _node(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    if config is None:
+        return 2
+    configure_logging(args.log_level, args.log_format)
+    try:
+        listen = None if args.listen is None else parse_address(args.listen)
+        targets = [(parse_address(t), False) for t in args.connect]
+        targets += [(parse_address(t), True) for t in args.persistent]
+    except NodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rng = None if args.seed is None else random.Random(args.seed)
+    node = Node(config, rng=rng, on_event=lambda event: None)
+    try:
+        if listen is not None:
+            node.listen(*listen)
+        for (host, port), persistent in targets:
+            node.connect(host, port, persistent=persistent)
+    except (OSError, NodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        node.shutdown(0)
+        return 1
+
+    def stop(signum: int, frame: object) -> None:
+        logging.getLogger("obscura_ref.node").info("signal %d: shutting down", signum)
+        node.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if args.status_interval > 0:
+        _log_status_every(node, args.status_interval)
+    try:
+        node.run_forever()
+    finally:
+        graceful = node.shutdown()  # spec: NODE-5
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    logging.getLogger("obscura_ref.node").info(
+        "stopped%s", "" if graceful else " (some connections were cut at close_timeout)"
+    )
+    return 0
+
+
+def _log_status_every(node: Node, interval: float) -> None:
+    log = logging.getLogger("obscura_ref.node")
+
+    def report() -> None:
+        rows = node.status()
+        established = sum(row.state == "established" for row in rows)
+        rtts = [row.rtt for row in rows if row.rtt is not None]
+        mean = f"{1000 * sum(rtts) / len(rtts):.1f} ms" if rtts else "-"
+        log.info(
+            "status: %d connections (%d established, %d outbound, %d inbound), mean rtt %s",
+            len(rows),
+            established,
+            node.outbound_count(),
+            node.inbound_count(),
+            mean,
+        )
+        node.loop.call_at(node.loop.clock() + interval, report)
+
+    node.loop.call_at(node.loop.clock() + interval, report)
 
 
 def _config_show(args: argparse.Namespace) -> int:

@@ -20,7 +20,14 @@ from .machines.connection import (
     ConnState,
     Input,
 )
-from .machines.handshake import HANDSHAKE_TRANSITIONS, HandshakeInput, HandshakeState
+from .machines.handshake import (
+    CHECK_ORDER,
+    HANDSHAKE_TRANSITIONS,
+    MIN_COMPATIBLE_VERSION,
+    PROTOCOL_VERSION,
+    HandshakeInput,
+    HandshakeState,
+)
 from .machines.reasons import CloseReason
 from .machines.table import markdown_table, mermaid
 from .wire import DEFINED_TYPES, ERROR_REQUIREMENTS, Feature, MessageType, PrivacyFeature
@@ -113,7 +120,31 @@ def _config_keys() -> str:
     return "\n".join(rows)
 
 
+def _check_order() -> str:
+    rows = ["| role | checks, in order |", "|---|---|"]
+    rule = {"nonce": "nonce (HS-12)", "version": "version (HS-10)"}
+    for role, checks in CHECK_ORDER.items():
+        rows.append(f"| {role.value} | {', then '.join(rule[name] for name in checks)} |")
+    return "\n".join(rows)
+
+
+def _handshake_constants() -> str:
+    rows = ["| constant | value | meaning |", "|---|---|---|"]
+    rows.append(f"| `PROTOCOL_VERSION` | {PROTOCOL_VERSION} | the version this node sends |")
+    rows.append(
+        f"| `MIN_COMPATIBLE_VERSION` | {MIN_COMPATIBLE_VERSION} | "
+        "the lowest peer version this node accepts |"
+    )
+    rows.append(
+        f"| `handshake_timeout` | {ConnectionSettings().handshake_timeout:g} s by default | "
+        "time allowed from the TCP connection to a complete handshake (config.md) |"
+    )
+    return "\n".join(rows)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "handshake-check-order": _check_order,
+    "handshake-constants": _handshake_constants,
     "config-keys": _config_keys,
     "wire-registry": _registry,
     "wire-errors": _errors,

@@ -32,6 +32,7 @@ from obscura_ref.machines.events import (
     RttMeasured,
     SendBytes,
     SendMessage,
+    SendQueueFull,
     TcpConnected,
     Timer,
     TimerExpired,
@@ -78,6 +79,7 @@ OTHER_EVENTS: dict[Input, Event] = {
     Input.TRANSPORT_CLOSED: TransportClosed(),
     Input.SEND: SendMessage(Opaque(MessageType.Inv, b"i")),
     Input.CLOSE: CloseRequested(CloseReason.REQUESTED),
+    Input.SEND_QUEUE_FULL: SendQueueFull(),
 }
 
 
@@ -219,14 +221,47 @@ def test_a_ping_is_answered_with_its_nonce_at_once() -> None:
 
 
 @pytest.mark.spec("KA-3")
-def test_no_pong_within_ping_timeout_closes() -> None:
+def test_no_pong_and_no_byte_within_ping_timeout_closes() -> None:
     machine = established(now=0.0)
     machine.handle(TimerExpired(Timer.PING), SETTINGS.ping_interval)
     deadline = SETTINGS.ping_interval + SETTINGS.ping_timeout
-    machine.handle(BytesReceived(encode_frame(Pong(12345))), deadline - 1)  # not ours
     actions = machine.handle(TimerExpired(Timer.PONG), deadline)
     assert messages_in(sent_bytes(actions)) == [Disconnect(CloseReason.PING_TIMEOUT.code)]
     assert machine.close_reason is CloseReason.PING_TIMEOUT
+
+
+@pytest.mark.spec("KA-3")
+def test_bytes_still_arriving_keep_an_unanswered_ping_alive() -> None:
+    # A large frame still arriving holds the pong back: the silence, not the ping, is timed.
+    machine = established(now=0.0)
+    sent_at = SETTINGS.ping_interval
+    machine.handle(TimerExpired(Timer.PING), sent_at)
+    big = encode_frame(Opaque(MessageType.Blocks, bytes(100_000)))
+    machine.handle(BytesReceived(big[:50_000]), sent_at + SETTINGS.ping_timeout - 1)
+    deadline = sent_at + SETTINGS.ping_timeout
+    actions = machine.handle(TimerExpired(Timer.PONG), deadline)
+    assert actions == [ArmTimer(Timer.PONG, deadline - 1 + SETTINGS.ping_timeout)]
+    machine.handle(BytesReceived(big[50_000:]), deadline + 1)
+    (ping,) = [a for a in [machine.outstanding_ping] if a is not None]
+    actions = machine.handle(BytesReceived(encode_frame(Pong(ping[0]))), deadline + 2)
+    assert RttMeasured(deadline + 2 - sent_at) in actions
+    assert machine.state is ConnState.ESTABLISHED
+
+
+@pytest.mark.spec("KA-9")
+def test_no_second_ping_while_one_is_outstanding() -> None:
+    settings = ConnectionSettings(ping_interval=10, ping_timeout=4)
+    machine, _, _ = new_machine(Direction.INBOUND, settings=settings)
+    machine.handle(BytesReceived(encode_frame(peer_handshake())), 0.0)
+    first = machine.handle(TimerExpired(Timer.PING), 10.0)
+    assert len(messages_in(sent_bytes(first))) == 1
+    # Bytes keep arriving, so the unanswered ping is not yet a timeout ...
+    machine.handle(BytesReceived(encode_frame(Ping(1))), 13.9)
+    machine.handle(TimerExpired(Timer.PONG), 14.0)
+    machine.handle(BytesReceived(encode_frame(Ping(2))), 17.0)
+    # ... and the next interval sends no second ping.
+    again = machine.handle(TimerExpired(Timer.PING), 20.0)
+    assert sent_bytes(again) == b"" and ArmTimer(Timer.PING, 30.0) in again
 
 
 @pytest.mark.spec("KA-4")
@@ -279,9 +314,13 @@ def test_settings_out_of_range_are_refused(values: dict[str, Any]) -> None:
 
 
 @pytest.mark.spec("KA-8")
-def test_a_stale_or_early_timer_is_ignored() -> None:
+def test_a_stale_timer_is_ignored_and_an_early_one_armed_again() -> None:
     machine = established(now=0.0)
-    assert machine.handle(TimerExpired(Timer.PING), SETTINGS.ping_interval - 0.5) == []
+    early = SETTINGS.ping_interval - 0.5
+    assert machine.handle(TimerExpired(Timer.PING), early) == [
+        ArmTimer(Timer.PING, SETTINGS.ping_interval)
+    ]
+    assert machine.armed_timers[Timer.PING] == SETTINGS.ping_interval
     assert machine.handle(TimerExpired(Timer.HANDSHAKE), 500.0) == []
     assert machine.handle(TimerExpired(Timer.PONG), 500.0) == []
 

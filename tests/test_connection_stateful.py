@@ -32,9 +32,12 @@ from obscura_ref.machines.events import (
     CloseRequested,
     CloseTransport,
     EndOfStream,
+    Established,
     Event,
     LocalProtocolError,
+    MessageReceived,
     Misbehaviour,
+    RttMeasured,
     SendBytes,
     SendMessage,
     TcpConnected,
@@ -75,6 +78,7 @@ class ConnectionMachineRun(RuleBasedStateMachine):
         self.closed_events: list[Closed] = []
         self.actions: list[Action] = []
         self.last_ping: int | None = None
+        self.close_begun = False
 
     @rule(outbound=st.booleans(), seed=st.integers(0, 2**32))
     @precondition(lambda self: self.machine is None)
@@ -96,6 +100,9 @@ class ConnectionMachineRun(RuleBasedStateMachine):
                         self.last_ping = frame.message.nonce
             elif isinstance(action, CloseTransport | AbortTransport):
                 self.sending_closed = True
+                self.close_begun = True
+            elif isinstance(action, MessageReceived | Established | RttMeasured):
+                assert not self.close_begun, f"{action!r} after the close began"
             elif isinstance(action, ArmTimer):
                 self.timers[action.timer] = action.deadline
             elif isinstance(action, CancelTimer):

@@ -16,6 +16,7 @@ from obscura_ref.machines.events import (
     Closed,
     Established,
     LocalProtocolError,
+    MessageReceived,
     Misbehaviour,
     ReleaseNonce,
     TcpConnected,
@@ -239,7 +240,8 @@ def test_a_handshake_that_does_not_decode_is_invalid_message() -> None:
 def test_silence_until_the_handshake_timeout_closes() -> None:
     machine, _, _ = new_machine(Direction.INBOUND, now=10.0)
     deadline = 10.0 + SETTINGS.handshake_timeout
-    assert machine.handle(TimerExpired(Timer.HANDSHAKE), deadline - 0.001) == []
+    early = machine.handle(TimerExpired(Timer.HANDSHAKE), deadline - 0.001)
+    assert early == [ArmTimer(Timer.HANDSHAKE, deadline)]
     actions = machine.handle(TimerExpired(Timer.HANDSHAKE), deadline)
     assert messages_in(sent_bytes(actions)) == [Disconnect(CloseReason.HANDSHAKE_TIMEOUT.code)]
     assert (
@@ -283,3 +285,22 @@ def test_handshake_machine_refuses_calls_out_of_order() -> None:
 def test_constants_are_the_origins() -> None:
     assert (PROTOCOL_VERSION, MIN_COMPATIBLE_VERSION) == (1, 1)
     assert SETTINGS.handshake_timeout > 0
+
+
+@pytest.mark.spec("HS-23")
+def test_before_the_handshake_no_frame_may_exceed_a_handshake() -> None:
+    machine, _, _ = new_machine(Direction.INBOUND)
+    header_only = encode_frame(Opaque(MessageType.Blocks, bytes(1025)))[:16]
+    actions = machine.handle(BytesReceived(header_only), 1.0)
+    assert messages_in(sent_bytes(actions)) == [Disconnect(CloseReason.INVALID_MESSAGE.code)]
+    (fault,) = [a for a in actions if isinstance(a, Misbehaviour)]
+    assert fault.requirement == "WIRE-7" and "limit of 1024" in fault.detail
+
+
+@pytest.mark.spec("HS-23")
+def test_the_limit_lifts_for_the_frame_right_after_the_handshake() -> None:
+    machine, _, _ = new_machine(Direction.INBOUND)
+    big = Opaque(MessageType.Blocks, bytes(50_000))
+    actions = machine.handle(BytesReceived(encode_frame(peer_handshake()) + encode_frame(big)), 1.0)
+    assert machine.state.value == "established"
+    assert [a.message for a in actions if isinstance(a, MessageReceived)] == [big]

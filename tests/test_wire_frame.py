@@ -235,3 +235,27 @@ def test_decoding_a_maximum_frame_in_chunks_holds_it_at_most_twice() -> None:
     # The buffer (with its growth slack) and the frame's copy of the padding, nothing more.
     assert peak < 2.2 * MAX_PAYLOAD
     assert current < 1.1 * MAX_PAYLOAD and decoder.buffered == 0
+
+
+@pytest.mark.spec("WIRE-15")
+def test_a_lower_connection_limit_applies_from_the_next_header() -> None:
+    decoder = FrameDecoder(max_payload=100)
+    small = encode_frame(Opaque(MessageType.Inv, bytes(100)))
+    large = encode_frame(Opaque(MessageType.Inv, bytes(101)))
+    decoder.push(small + large + large)
+    assert decoder.pull() == Frame(Opaque(MessageType.Inv, bytes(100)))
+    decoder.max_payload = MAX_PAYLOAD  # raised between two frames: the next one passes
+    assert decoder.pull() == Frame(Opaque(MessageType.Inv, bytes(101)))
+    decoder.max_payload = 100
+    result = decoder.pull()
+    assert isinstance(result, DecodeError) and result.code is ErrorCode.PAYLOAD_TOO_LARGE
+    assert decoder.buffered == 0 and decoder.pending == 0
+
+
+def test_pull_returns_none_until_a_frame_is_whole() -> None:
+    decoder = FrameDecoder()
+    frame = encode_frame(Ping(5))
+    decoder.push(frame[:20])
+    assert decoder.pull() is None
+    decoder.push(frame[20:])
+    assert decoder.pull() == Frame(Ping(5)) and decoder.pull() is None

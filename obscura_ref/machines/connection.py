@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..wire import (
+    MAX_HANDSHAKE_PAYLOAD,
+    MAX_PAYLOAD,
     DecodeError,
     Disconnect,
     Frame,
@@ -44,6 +46,7 @@ from .events import (
     RttMeasured,
     SendBytes,
     SendMessage,
+    SendQueueFull,
     TcpConnected,
     Timer,
     TimerExpired,
@@ -118,6 +121,7 @@ class Input(Enum):
     END_OF_STREAM = "end_of_stream"
     TRANSPORT_FAILED = "transport_failed"
     TRANSPORT_CLOSED = "transport_closed"
+    SEND_QUEUE_FULL = "send_queue_full"
     CONNECT_TIMER = "connect_timer"
     HANDSHAKE_TIMER = "handshake_timer"
     PING_TIMER = "ping_timer"
@@ -168,6 +172,9 @@ _HANDSHAKING_OR_ESTABLISHED = {
         "_transport_failed", (C.CLOSED,), "CONN-34", "closed `network_error`"
     ),
     Input.CLOSE: _rule("_close_locally", _CLOSE_TARGETS, "CONN-20", "send Disconnect; close"),
+    Input.SEND_QUEUE_FULL: _rule(
+        "_send_queue_full", (C.CLOSED,), "NODE-2", "abort; closed `send_queue_full`"
+    ),
 }
 
 CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
@@ -219,10 +226,16 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
         "_deliver", (C.ESTABLISHED,), "CONN-10", "deliver to the application"
     ),
     (C.ESTABLISHED, Input.PING_TIMER): _rule(
-        "_send_ping", (C.ESTABLISHED,), "KA-1", "send a ping with a fresh nonce; arm pong timer"
+        "_send_ping",
+        (C.ESTABLISHED,),
+        "KA-1, KA-9",
+        "unless a ping is outstanding, send one with a fresh nonce; arm pong timer",
     ),
     (C.ESTABLISHED, Input.PONG_TIMER): _rule(
-        "_ping_timed_out", _CLOSE_TARGETS, "KA-3", "close `ping_timeout`"
+        "_ping_timed_out",
+        (C.ESTABLISHED, C.CLOSING),
+        "KA-3",
+        "close `ping_timeout` if nothing arrived for `ping_timeout`; else re-arm",
     ),
     (C.ESTABLISHED, Input.INACTIVITY_TIMER): _rule(
         "_check_inactivity",
@@ -251,13 +264,18 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
     (C.CLOSING, Input.CLOSE_TIMER): _rule(
         "_abort_close", (C.CLOSED,), "CONN-23", "abort what is unsent; closed"
     ),
+    (C.CLOSING, Input.SEND_QUEUE_FULL): _rule(
+        "_ignore", (C.CLOSING,), "CONN-23", "nothing: close_timeout bounds the close"
+    ),
     **{
         (C.CLOSED, input_): _rule("_ignore", (C.CLOSED,), "CONN-41", "nothing")
         for input_ in (
+            Input.TCP_CONNECTED,
             Input.BYTES_RECEIVED,
             Input.END_OF_STREAM,
             Input.TRANSPORT_FAILED,
             Input.TRANSPORT_CLOSED,
+            Input.SEND_QUEUE_FULL,
             Input.CLOSE,
         )
     },
@@ -299,11 +317,15 @@ class PeerConnection:
         # spec: CONN-1
         self.state = C.CONNECTING if direction is Direction.OUTBOUND else C.HANDSHAKING
         self.negotiated: Negotiated | None = None
+        self.established_at: float | None = None
+        self.bytes_received = 0
+        self.bytes_sent = 0
         self.last_rtt: float | None = None
         self.close_reason: CloseReason | None = None
         self.peer_reason: int | None = None
         self._close_detail = ""
-        self._decoder = FrameDecoder()
+        # spec: HS-23 (until the handshake completes, no frame may be larger than a handshake)
+        self._decoder = FrameDecoder(max_payload=MAX_HANDSHAKE_PAYLOAD)
         self._armed: dict[Timer, float] = {}
         self._nonce_released = False
         self._outstanding_ping: tuple[int, float] | None = None  # nonce, time sent
@@ -329,6 +351,16 @@ class PeerConnection:
     def armed_timers(self) -> dict[Timer, float]:
         return dict(self._armed)
 
+    @property
+    def last_received(self) -> float:
+        """When the last byte arrived (or the connection opened, before any byte)."""
+        return self._last_received
+
+    @property
+    def outstanding_ping(self) -> tuple[int, float] | None:
+        """The nonce of the ping awaiting its pong, and when it was queued."""
+        return self._outstanding_ping
+
     def handle(self, event: Event, now: float) -> list[Action]:
         """Feed one event; returns the actions to carry out, in order."""
         if not self._started:
@@ -345,8 +377,11 @@ class PeerConnection:
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, TimerExpired):
             deadline = self._armed.get(event.timer)
-            if deadline is None or self._now < deadline:
-                return  # spec: KA-8 (a stale or early timer is ignored)
+            if deadline is None:
+                return  # spec: KA-8 (a timer that is not armed is stale: ignored)
+            if self._now < deadline:
+                self._emit(ArmTimer(event.timer, deadline))  # spec: KA-8 (early: armed again)
+                return
             del self._armed[event.timer]
             self._fire(_TIMER_INPUT[event.timer], event)
             return
@@ -356,6 +391,7 @@ class PeerConnection:
             EndOfStream: Input.END_OF_STREAM,
             TransportFailed: Input.TRANSPORT_FAILED,
             TransportClosed: Input.TRANSPORT_CLOSED,
+            SendQueueFull: Input.SEND_QUEUE_FULL,
             SendMessage: Input.SEND,
             CloseRequested: Input.CLOSE,
         }[type(event)]
@@ -385,7 +421,9 @@ class PeerConnection:
         opaque = isinstance(message, Opaque)  # spec: PRIV-2 (an opaque payload is sent as given)
         if self.settings.privacy_level == "standard" and not opaque:
             padding = origin_padding(len(message.encode()), self._rng)  # spec: PRIV-1
-        self._emit(SendBytes(encode_frame(message, padding)))
+        data = encode_frame(message, padding)
+        self.bytes_sent += len(data)
+        self._emit(SendBytes(data))
 
     def _arm(self, timer: Timer, setting: str, since: float | None = None) -> None:
         deadline = (self._now if since is None else since) + getattr(self.settings, setting)
@@ -475,9 +513,13 @@ class PeerConnection:
         assert isinstance(event, BytesReceived)
         if event.data:
             self._last_received = self._now  # spec: KA-6
-        for item in self._decoder.feed(event.data):  # spec: CONN-30
-            if self.state not in (C.HANDSHAKING, C.ESTABLISHED):
-                break  # spec: CONN-24 (frames after the one that closed are discarded)
+            self.bytes_received += len(event.data)
+        self._decoder.push(event.data)
+        # One frame at a time, each under the rules of the state the one before left us in.
+        while self.state in (C.HANDSHAKING, C.ESTABLISHED):  # spec: CONN-24 (then undecoded)
+            item = self._decoder.pull()  # spec: CONN-30
+            if item is None:
+                break
             if isinstance(item, DecodeError):
                 self._fire(Input.INVALID_FRAME, item)
             else:
@@ -513,6 +555,8 @@ class PeerConnection:
             self._send_frame(outcome.reply)  # spec: HS-3
         # spec: HS-14 (complete: established, with the negotiated values reported)
         self.negotiated = outcome.negotiated
+        self.established_at = self._now
+        self._decoder.max_payload = MAX_PAYLOAD  # spec: HS-23 (the handshake's limit ends)
         self._release_nonce()
         self._cancel_all_timers()
         self._arm(Timer.PING, "ping_interval")  # spec: KA-1
@@ -530,7 +574,7 @@ class PeerConnection:
         self.peer_reason = message.reason
         # spec: CONN-22 (no Disconnect in reply)
         return self._begin_close(
-            CloseReason.PEER_DISCONNECTED, f"peer reason {message.reason}", notify=False, fault=None
+            CloseReason.PEER_DISCONNECTED, "Disconnect received", notify=False, fault=None
         )
 
     def _end_of_stream(self) -> ConnState:
@@ -570,20 +614,25 @@ class PeerConnection:
         return C.ESTABLISHED
 
     def _send_ping(self) -> ConnState:
+        self._arm(Timer.PING, "ping_interval")
+        if self._outstanding_ping is not None:
+            return C.ESTABLISHED  # spec: KA-9 (one ping outstanding at a time)
         nonce = self._rng.getrandbits(64)  # spec: KA-1
         self._outstanding_ping = (nonce, self._now)
         self._send_frame(Ping(nonce))
         self._arm(Timer.PONG, "ping_timeout")  # spec: KA-3
-        self._arm(Timer.PING, "ping_interval")
         return C.ESTABLISHED
 
     def _ping_timed_out(self) -> ConnState:
         assert self._outstanding_ping is not None
-        # spec: KA-3
+        nonce, sent_at = self._outstanding_ping
+        # A pong cannot overtake a large frame that is still arriving: time the silence.
+        silent_since = max(sent_at, self._last_received)  # spec: KA-3 (from the later one)
+        if self._now < silent_since + self.settings.ping_timeout:
+            self._arm(Timer.PONG, "ping_timeout", since=silent_since)
+            return C.ESTABLISHED
         return self._begin_close(
-            CloseReason.PING_TIMEOUT,
-            f"no pong for nonce {self._outstanding_ping[0]:#018x}",
-            fault=None,
+            CloseReason.PING_TIMEOUT, f"no pong for nonce {nonce:#018x}", fault=None
         )
 
     def _check_inactivity(self) -> ConnState:
@@ -596,6 +645,10 @@ class PeerConnection:
         # connection costs one timer per inactivity_timeout, not one per read.
         self._arm(Timer.INACTIVITY, "inactivity_timeout", since=self._last_received)
         return C.ESTABLISHED
+
+    def _send_queue_full(self) -> ConnState:
+        # spec: NODE-2 (nothing more can be queued, so nothing is said: abort)
+        return self._closed_now(CloseReason.SEND_QUEUE_FULL, "send queue full")
 
     def _send_local(self) -> ConnState:
         event = self._pending

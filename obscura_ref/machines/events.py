@@ -48,6 +48,11 @@ class TransportFailed:
 
 
 @dataclass(frozen=True)
+class SendQueueFull:
+    """More bytes would be queued for the peer than the node allows (spec: NODE-2)."""
+
+
+@dataclass(frozen=True)
 class TransportClosed:
     """The transport finished writing what was queued, as asked, and is closed."""
 
@@ -73,6 +78,7 @@ Event = (
     | EndOfStream
     | TransportFailed
     | TransportClosed
+    | SendQueueFull
     | TimerExpired
     | SendMessage
     | CloseRequested

@@ -40,6 +40,14 @@ class LocalHandshake:
     best_block_height: int = 0
 
 
+# spec/handshake.md table 3.1: the checks each role makes, in order (spec: HS-11). The orders
+# differ because the origin's do.
+CHECK_ORDER: dict[Role, tuple[str, ...]] = {
+    Role.INITIATOR: ("nonce", "version"),
+    Role.RESPONDER: ("version", "nonce"),
+}
+
+
 class HandshakeState(Enum):
     IDLE = "idle"  # initiator: the TCP connection does not exist yet
     AWAITING_REPLY = "awaiting_reply"  # initiator: sent its handshake, awaits the responder's
@@ -103,6 +111,9 @@ class HandshakeProtocol:
         self._timestamp = timestamp
         self._own_nonces = own_nonces  # the node's set, read only (spec: HS-12)
         self.state = H.IDLE if role is Role.INITIATOR else H.AWAITING_HANDSHAKE
+        # Built now, so that a local handshake that could not be sent (a user agent over its
+        # limit, say) is refused when the machine is made, not halfway through a step.
+        self._own = self._build_own()
         self._peer: Handshake | None = None
         self._outcome: Outcome | None = None
 
@@ -119,6 +130,9 @@ class HandshakeProtocol:
         return self._outcome
 
     def own_handshake(self) -> Handshake:
+        return self._own
+
+    def _build_own(self) -> Handshake:
         return Handshake(
             version=self.local.version,
             timestamp=self._timestamp,
@@ -145,20 +159,17 @@ class HandshakeProtocol:
         return H.AWAITING_REPLY  # spec: HS-1
 
     def _check_reply(self) -> HandshakeState:
-        # spec: HS-11 (the initiator checks the nonce first, then the version)
-        return self._judge((self._check_nonce, self._check_version), reply=None)
+        return self._judge(reply=None)
 
     def _check_and_answer(self) -> HandshakeState:
-        # spec: HS-11 (the responder checks the version first, then the nonce)
         # spec: HS-2, HS-3 (its own handshake goes out only once the initiator's is accepted)
-        return self._judge((self._check_version, self._check_nonce), reply=self.own_handshake())
+        return self._judge(reply=self.own_handshake())
 
-    def _judge(
-        self, checks: tuple[Callable[[Handshake], Rejected | None], ...], reply: Handshake | None
-    ) -> HandshakeState:
+    def _judge(self, reply: Handshake | None) -> HandshakeState:
         assert self._peer is not None
-        for check in checks:
-            rejected = check(self._peer)
+        checks = {"nonce": self._check_nonce, "version": self._check_version}
+        for name in CHECK_ORDER[self.role]:  # spec: HS-11
+            rejected = checks[name](self._peer)
             if rejected is not None:
                 self._outcome = rejected
                 return H.FAILED

@@ -24,7 +24,10 @@ class CloseReason(Enum):
     generated from these values."""
 
     REQUESTED = ReasonInfo(1, True, False, "CONN-20", "the local application closed it")
-    SHUTTING_DOWN = ReasonInfo(2, True, False, "CONN-20", "the local node is stopping")
+    SHUTTING_DOWN = ReasonInfo(2, True, False, "NODE-5", "the local node is stopping")
+    CONNECTION_LIMIT = ReasonInfo(
+        3, True, False, "LIM-2", "the node already has as many inbound connections as it allows"
+    )
     INVALID_MESSAGE = ReasonInfo(
         10, True, True, "CONN-30", "the peer sent bytes that do not decode (spec/wire.md)"
     )
@@ -56,6 +59,9 @@ class CloseReason(Enum):
     NETWORK_ERROR = ReasonInfo(
         32, False, False, "CONN-34", "the transport failed (reset, refused, unreachable, ...)"
     )
+    SEND_QUEUE_FULL = ReasonInfo(
+        33, False, False, "NODE-2", "more than max_send_queue bytes would be queued for the peer"
+    )
 
     @property
     def code(self) -> int:
@@ -80,4 +86,6 @@ def reason_for_code(code: int) -> CloseReason | None:
 
 
 # Reasons a local caller may give to PeerConnection.close (spec: CONN-20).
-LOCAL_REASONS = frozenset({CloseReason.REQUESTED, CloseReason.SHUTTING_DOWN})
+LOCAL_REASONS = frozenset(
+    {CloseReason.REQUESTED, CloseReason.SHUTTING_DOWN, CloseReason.CONNECTION_LIMIT}
+)

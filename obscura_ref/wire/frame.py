@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections import deque
 from dataclasses import dataclass
 
 from .errors import DecodeError, EncodeError, ErrorCode
@@ -66,7 +67,7 @@ def check_magic(received: bytes | memoryview, offset: int) -> None:
             )
 
 
-def check_header(header: bytes) -> tuple[MessageType, int, bytes]:
+def check_header(header: bytes, limit: int = MAX_PAYLOAD) -> tuple[MessageType, int, bytes]:
     """The message type, payload length and checksum of a complete 16-byte header whose magic
     has passed ``check_magic``, checked in the order of spec/wire.md section 2.1 (rows 2 to 4)."""
     _, code, length, expected = _HEADER.unpack(header)
@@ -81,6 +82,11 @@ def check_header(header: bytes) -> tuple[MessageType, int, bytes]:
         raise DecodeError(
             ErrorCode.HANDSHAKE_TOO_LARGE,
             f"handshake payload_length {length} exceeds {MAX_HANDSHAKE_PAYLOAD}",
+        )
+    if length > limit:  # spec: WIRE-15
+        raise DecodeError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"payload_length {length} exceeds this connection's current limit of {limit}",
         )
     return message_type, length, expected
 
@@ -103,19 +109,25 @@ Decoded = Frame | DecodeError
 class FrameDecoder:
     """Incremental decoder for one connection's byte stream.
 
-    ``feed`` takes any chunk and returns the frames it completes, in order; if the stream breaks
-    a rule the last item returned is the DecodeError and the decoder decodes nothing more
-    (spec: WIRE-14): feeding it again raises RuntimeError, a caller's bug. ``eof`` reports a
-    stream that ended inside a frame, once.
+    ``push`` hands it bytes as they are read; ``pull`` returns the next whole frame, or None
+    when more bytes are needed, or the DecodeError that ends the stream (spec: WIRE-14: after
+    it the decoder decodes nothing more, and using it again raises RuntimeError, a caller's
+    bug). ``feed`` pushes and pulls everything. A caller that pulls one frame at a time can
+    change ``max_payload`` between frames and can stop pulling when its connection closes,
+    leaving the rest undecoded. ``eof`` reports a stream that ended inside a frame, once.
 
-    Memory: the decoder holds at most one header, or one payload whose length the header has
-    already accepted, so never more than ``HEADER_SIZE + MAX_PAYLOAD`` bytes (spec: WIRE-13).
-    A completed payload is handed over before its frame is built, so while one frame is being
-    built its bytes exist at most twice: the payload handed over and the frame's own copy.
+    Memory: besides what was pushed and not yet pulled, the decoder holds at most one header,
+    or one payload whose length the header has already accepted, so never more than
+    ``HEADER_SIZE + MAX_PAYLOAD`` bytes (spec: WIRE-13). A completed payload is handed over
+    before its frame is built, so while one frame is being built its bytes exist at most
+    twice: the payload handed over and the frame's own copy.
     """
 
-    def __init__(self) -> None:
-        # spec: WIRE-12 (all state between chunks: the partial header or payload and the header)
+    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
+        self.max_payload = max_payload  # this connection's own limit (spec: HS-23)
+        self._input: deque[memoryview] = deque()  # pushed, not yet pulled
+        self._input_size = 0
+        # spec: WIRE-12 (all state between reads: the partial header or payload and the header)
         self._buffer = bytearray()  # the header being read, then the payload being read
         self._header: tuple[MessageType, int, bytes] | None = None  # once the header passed
         self._error: DecodeError | None = None
@@ -130,60 +142,92 @@ class FrameDecoder:
         """How many bytes of an unfinished frame are held."""
         return len(self._buffer)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Decoded]:
-        if self._error is not None:  # spec: WIRE-14
-            raise RuntimeError(f"decoder already failed with {self._error.code.value}")
-        out: list[Decoded] = []
-        view = memoryview(data).cast("B")
-        pos = 0
+    @property
+    def pending(self) -> int:
+        """How many pushed bytes have not been pulled yet."""
+        return self._input_size
+
+    def push(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_usable()
+        if data:
+            # A copy unless the caller's bytes are immutable: a read buffer may be reused.
+            self._input.append(memoryview(data if isinstance(data, bytes) else bytes(data)))
+            self._input_size += len(data)
+
+    def pull(self) -> Decoded | None:
+        self._check_usable()
         try:
-            while True:
-                if self._header is None:
-                    pos = self._read_header(view, pos)
-                    if self._header is None:
-                        break  # need more header bytes
-                message_type, length, expected = self._header
-                have = len(self._buffer)
-                if have == 0 and len(view) - pos >= length:
-                    # The whole payload is in this chunk: decode it in place, copy nothing.
-                    payload: Payload = view[pos : pos + length]
-                    pos += length
-                else:
-                    take = min(length - have, len(view) - pos)  # spec: WIRE-13 (this frame only)
-                    self._buffer += view[pos : pos + take]
-                    pos += take
-                    if len(self._buffer) < length:
-                        break  # need more payload bytes
-                    # Hand the buffer over: the decoder stops holding it before the frame is built.
-                    payload, self._buffer = self._buffer, bytearray()
-                self._header = None
-                out.append(decode_body(message_type, expected, payload))
+            return self._next_frame()
         except DecodeError as error:
             self._error = error
+            self._input.clear()
+            self._input_size = 0
             self._buffer = bytearray()
-            out.append(error)
+            return error
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Decoded]:
+        """Push ``data`` and pull every frame it completes (the error last, if any)."""
+        self.push(data)
+        out: list[Decoded] = []
+        while (item := self.pull()) is not None:
+            out.append(item)
+            if isinstance(item, DecodeError):
+                break
         return out
 
-    def _read_header(self, view: memoryview, pos: int) -> int:
-        have = len(self._buffer)
-        take = view[pos : pos + HEADER_SIZE - have]
-        if have < len(MAGIC):
-            check_magic(take, have)  # spec: WIRE-5 (each byte checked the moment it arrives)
-        self._buffer += take
-        if len(self._buffer) == HEADER_SIZE:
-            self._header = check_header(bytes(self._buffer))  # spec: WIRE-6, WIRE-7, WIRE-8
+    def _check_usable(self) -> None:
+        if self._error is not None:  # spec: WIRE-14
+            raise RuntimeError(f"decoder already failed with {self._error.code.value}")
+
+    def _take(self, count: int) -> memoryview:
+        """Up to ``count`` bytes of pushed input, without copying."""
+        if not self._input or count <= 0:
+            return memoryview(b"")
+        first = self._input[0]
+        if len(first) <= count:
+            piece = self._input.popleft()
+        else:
+            piece, self._input[0] = first[:count], first[count:]
+        self._input_size -= len(piece)
+        return piece
+
+    def _next_frame(self) -> Frame | None:
+        if self._header is None:
+            while len(self._buffer) < HEADER_SIZE:
+                piece = self._take(HEADER_SIZE - len(self._buffer))
+                if not piece:
+                    return None  # need more header bytes
+                if len(self._buffer) < len(MAGIC):
+                    check_magic(piece, len(self._buffer))  # spec: WIRE-5 (as each byte arrives)
+                self._buffer += piece
+            # spec: WIRE-6, WIRE-7, WIRE-8 (from the header, before any payload byte is held)
+            self._header = check_header(bytes(self._buffer), self.max_payload)
             self._buffer = bytearray()
-        return pos + len(take)
+        message_type, length, expected = self._header
+        payload: Payload
+        if not self._buffer and self._input and len(self._input[0]) >= length:
+            payload = self._take(length)  # the whole payload is in one read: no copy
+        else:
+            while len(self._buffer) < length:
+                piece = self._take(length - len(self._buffer))  # spec: WIRE-13 (this frame only)
+                if not piece:
+                    return None  # need more payload bytes
+                self._buffer += piece
+            # Hand the buffer over: the decoder stops holding it before the frame is built.
+            payload, self._buffer = self._buffer, bytearray()
+        self._header = None
+        return decode_body(message_type, expected, payload)
 
     def eof(self) -> DecodeError | None:
         """Tell the decoder the stream has ended; returns ``truncated_frame`` when it ended inside
         a frame, else None."""
         if self._error is not None:
             return None
-        if self._buffer or self._header is not None:  # spec: WIRE-11
+        if self._buffer or self._header is not None or self._input:  # spec: WIRE-11
+            held = len(self._buffer) + self._input_size
             self._error = DecodeError(
                 ErrorCode.TRUNCATED_FRAME,
-                f"stream ended inside a frame ({len(self._buffer)} bytes of it held)",
+                f"stream ended inside a frame ({held} bytes of it held)",
             )
             return self._error
         return None

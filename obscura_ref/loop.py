@@ -1,0 +1,114 @@
+"""One single-threaded ``selectors`` loop with one heap of timers (spec/node.md section 1).
+
+No threads, no asyncio. Sockets register a callback for their readiness; timers are kept in a
+single heap, so a tick costs the ready sockets plus the due timers, never a scan of every
+connection. A cancelled timer stays in the heap, marked, until it is popped or the heap is
+compacted, which keeps cancelling O(1).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import selectors
+import socket
+import time
+from collections.abc import Callable
+
+ReadyCallback = Callable[[int], None]  # called with the ready mask (EVENT_READ | EVENT_WRITE)
+
+
+class TimerHandle:
+    __slots__ = ("callback", "cancelled", "deadline")
+
+    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+        self.deadline = deadline
+        self.callback = callback
+        self.cancelled = False
+
+
+class EventLoop:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._selector = selectors.DefaultSelector()
+        self._heap: list[tuple[float, int, TimerHandle]] = []
+        self._order = itertools.count()  # ties in the heap keep the order of arming
+        self._cancelled = 0
+        self._stopping = False
+
+    # Timers --------------------------------------------------------------------------------
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> TimerHandle:
+        handle = TimerHandle(deadline, callback)
+        heapq.heappush(self._heap, (deadline, next(self._order), handle))
+        return handle
+
+    def cancel(self, handle: TimerHandle) -> None:
+        if not handle.cancelled:
+            handle.cancelled = True
+            self._cancelled += 1
+            if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
+                # More dead entries than live ones: rebuild, so the heap tracks live timers.
+                self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    @property
+    def timers_pending(self) -> int:
+        return len(self._heap) - self._cancelled
+
+    # Sockets -------------------------------------------------------------------------------
+
+    def register(self, sock: socket.socket, events: int, callback: ReadyCallback) -> None:
+        self._selector.register(sock, events, callback)
+
+    def modify(self, sock: socket.socket, events: int, callback: ReadyCallback) -> None:
+        self._selector.modify(sock, events, callback)
+
+    def unregister(self, sock: socket.socket) -> None:
+        self._selector.unregister(sock)
+
+    # Running -------------------------------------------------------------------------------
+
+    def run_once(self, max_wait: float | None = None) -> None:
+        """Wait for sockets until the next timer is due (at most ``max_wait`` seconds), run the
+        callbacks of the ready sockets, then the callbacks of every timer that is due."""
+        wait = max_wait
+        while self._heap and self._heap[0][2].cancelled:
+            heapq.heappop(self._heap)
+            self._cancelled -= 1
+        if self._heap:
+            until_timer = max(0.0, self._heap[0][0] - self.clock())
+            wait = until_timer if wait is None else min(wait, until_timer)
+        for key, mask in self._selector.select(wait):
+            callback: ReadyCallback = key.data
+            callback(mask)
+        now = self.clock()
+        while self._heap and self._heap[0][0] <= now:
+            _, _, handle = heapq.heappop(self._heap)
+            if handle.cancelled:
+                self._cancelled -= 1
+                continue
+            handle.cancelled = True  # fired: no longer armed
+            handle.callback()
+
+    def run_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Run until ``done()`` holds or ``timeout`` seconds pass; returns ``done()``."""
+        deadline = self.clock() + timeout
+        while not done():
+            left = deadline - self.clock()
+            if left <= 0:
+                return done()
+            self.run_once(min(left, 0.5))
+        return True
+
+    def run_forever(self) -> None:
+        self._stopping = False
+        while not self._stopping:
+            self.run_once(1.0)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def close(self) -> None:
+        self._selector.close()

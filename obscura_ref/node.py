@@ -1,0 +1,635 @@
+"""The embeddable node: connection machines on real sockets, driven by one ``EventLoop``
+(spec/node.md).
+
+This is the only module with sockets. Each connection is a ``PeerConnection`` machine plus a
+socket, a bounded send queue and its timers; the node turns socket readiness and timer expiries
+into the machine's events and carries out the actions the machine returns. Events for the
+application (established, message, closed, ...) go to a callback or to the ``events`` queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import random
+import selectors
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .config import NodeConfig
+from .loop import EventLoop, TimerHandle
+from .machines.connection import ConnState, Direction, PeerConnection
+from .machines.events import (
+    AbortTransport,
+    Action,
+    ArmTimer,
+    BytesReceived,
+    CancelTimer,
+    Closed,
+    CloseRequested,
+    CloseTransport,
+    EndOfStream,
+    Established,
+    Event,
+    MessageReceived,
+    Misbehaviour,
+    ReleaseNonce,
+    RttMeasured,
+    SendBytes,
+    SendMessage,
+    SendQueueFull,
+    TcpConnected,
+    Timer,
+    TimerExpired,
+    TransportClosed,
+    TransportFailed,
+    UnsolicitedPong,
+)
+from .machines.handshake import LocalHandshake
+from .machines.nonces import OwnNonces
+from .machines.padding import RandomSource
+from .machines.reasons import LOCAL_REASONS, CloseReason
+from .wire import Opaque
+
+log = logging.getLogger("obscura_ref.node")
+
+READ_CHUNK = 64 * 1024  # bytes read from one socket per readiness: no peer starves the others
+ACCEPTS_PER_READY = 64  # connections accepted per readiness of a listening socket
+MAX_PENDING_EVENTS = 10_000  # undelivered application events before reading pauses (NODE-6)
+RESUME_CHECK = 0.05  # seconds between looks at the event queue while reading is paused
+LISTEN_BACKLOG = 1024
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+AppEvent = Established | MessageReceived | RttMeasured | UnsolicitedPong | Misbehaviour | Closed
+Address = tuple[str, int]
+
+
+class NodeError(Exception):
+    """A request the node cannot carry out (an unknown peer, a limit reached, a bad address)."""
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """Something the application should know about one connection."""
+
+    peer: int
+    address: str
+    event: AppEvent
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    """One connection, as ``Node.status`` reports it."""
+
+    peer: int
+    address: str
+    direction: str
+    persistent: bool
+    state: str
+    age: float
+    established_for: float | None
+    rtt: float | None
+    version: int | None
+    features: int | None
+    privacy_features: int | None
+    user_agent: str | None
+    bytes_sent: int
+    bytes_received: int
+    send_queue: int
+
+
+@dataclass(eq=False)
+class _Peer:
+    id: int
+    address: Address
+    persistent: bool
+    machine: PeerConnection
+    sock: socket.socket | None
+    send_queue: deque[memoryview] = field(default_factory=deque)
+    queued: int = 0
+    timers: dict[Timer, TimerHandle] = field(default_factory=dict)
+    registered: int = 0  # the selector events the socket is registered for
+    eof_seen: bool = False  # the peer ended its side
+    ending: bool = False  # CloseTransport: end our side once the queue is written
+    overflow: bool = False  # a send did not fit the queue in the current batch
+
+    @property
+    def label(self) -> str:
+        return f"{self.address[0]}:{self.address[1]}"
+
+
+def parse_address(text: str) -> Address:
+    """``HOST:PORT`` or ``[HOST]:PORT`` with an IP address for HOST (no name lookups: they
+    would block the loop)."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host:
+        raise NodeError(f"{text!r} is not HOST:PORT")
+    try:
+        ipaddress.ip_address(host)
+        port = int(port_text)
+    except ValueError as exc:
+        raise NodeError(f"{text!r} is not HOST:PORT with an IP address: {exc}") from None
+    if not 0 <= port <= 65535:
+        raise NodeError(f"{text!r}: port out of range")
+    return host, port
+
+
+class Node:
+    def __init__(
+        self,
+        config: NodeConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: RandomSource | None = None,
+        on_event: Callable[[NodeEvent], None] | None = None,
+        loop: EventLoop | None = None,
+    ) -> None:
+        """``loop`` lets several nodes share one loop (and its clock), as tests of many nodes
+        in one process do; by default the node has its own."""
+        self.config = (config or NodeConfig()).check_together()
+        self._owns_loop = loop is None
+        self.loop = EventLoop(clock) if loop is None else loop
+        self._wall_clock = wall_clock
+        self._rng: RandomSource = rng if rng is not None else random.SystemRandom()
+        self._on_event = on_event
+        self.events: deque[NodeEvent] = deque()
+        self.nonces = OwnNonces()
+        self._settings = self.config.connection_settings()
+        self._local = LocalHandshake(user_agent=self.config.user_agent)
+        self._peers: dict[int, _Peer] = {}
+        self._next_id = 1
+        self._listeners: list[socket.socket] = []
+        self._reconnects: dict[Address, TimerHandle] = {}
+        self._reading_paused = False
+        self._stopping = False
+
+    # ---- the application's side --------------------------------------------------------
+
+    def listen(self, host: str, port: int) -> Address:
+        """Accept connections on HOST:PORT; returns the address bound (port 0 picks one)."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            sock.listen(LISTEN_BACKLOG)
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        self._listeners.append(sock)
+        self.loop.register(sock, _READ, lambda mask: self._accept(sock))
+        bound = sock.getsockname()
+        log.info("listening on %s:%s", bound[0], bound[1])
+        return bound[0], bound[1]
+
+    def connect(self, host: str, port: int, *, persistent: bool = False) -> int:
+        """Open an outbound connection; returns its peer number. A persistent one is opened
+        again ``reconnect_interval`` seconds after every close not asked for locally."""
+        address = parse_address(f"[{host}]:{port}")
+        if self.outbound_count() >= self.config.max_outbound_connections:  # spec: LIM-1
+            raise NodeError(
+                f"max_outbound_connections ({self.config.max_outbound_connections}) reached"
+            )
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        source = self._source_for(family)
+        if source is not None:
+            try:
+                sock.bind((source, 0))
+            except OSError as exc:
+                sock.close()
+                raise NodeError(f"cannot connect from {source}: {exc}") from exc
+        peer = self._add_peer(Direction.OUTBOUND, address, sock, persistent)
+        log.info("peer %d %s outbound connecting", peer.id, peer.label)
+        status = sock.connect_ex(address)
+        if status not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            self._handle(peer, TransportFailed(f"connect: {errno.errorcode.get(status, status)}"))
+        else:
+            self._update_interest(peer)
+        return peer.id
+
+    def _source_for(self, family: int) -> str | None:
+        """A node that listens on one specific address connects from it too, so that its
+        peers see one address for it (several nodes on one machine keep their address
+        groups apart)."""
+        for listener in self._listeners:
+            host = listener.getsockname()[0]
+            if listener.family == family and not ipaddress.ip_address(host).is_unspecified:
+                return str(host)
+        return None
+
+    def send(self, peer_id: int, message: Opaque) -> None:
+        """Queue an opaque message for an established connection."""
+        peer = self._peer(peer_id)
+        if peer.machine.state is not ConnState.ESTABLISHED:
+            raise NodeError(f"peer {peer_id} is {peer.machine.state.value}, not established")
+        self._handle(peer, SendMessage(message))
+
+    def close(self, peer_id: int, reason: CloseReason = CloseReason.REQUESTED) -> None:
+        """Close one connection gracefully (Disconnect with the reason, flush, close)."""
+        self._handle(self._peer(peer_id), CloseRequested(reason))
+
+    def status(self) -> list[PeerStatus]:
+        now = self.loop.clock()
+        rows = []
+        for peer in self._peers.values():
+            m = peer.machine
+            n = m.negotiated
+            rows.append(
+                PeerStatus(
+                    peer=peer.id,
+                    address=peer.label,
+                    direction=m.direction.value,
+                    persistent=peer.persistent,
+                    state=m.state.value,
+                    age=now - m.opened_at,
+                    established_for=None if m.established_at is None else now - m.established_at,
+                    rtt=m.last_rtt,
+                    version=None if n is None else n.version,
+                    features=None if n is None else n.features,
+                    privacy_features=None if n is None else n.privacy_features,
+                    user_agent=None if n is None else n.peer_user_agent,
+                    bytes_sent=m.bytes_sent,
+                    bytes_received=m.bytes_received,
+                    send_queue=peer.queued,
+                )
+            )
+        return rows
+
+    def outbound_count(self) -> int:
+        return sum(p.machine.direction is Direction.OUTBOUND for p in self._peers.values())
+
+    def inbound_count(self) -> int:
+        return sum(p.machine.direction is Direction.INBOUND for p in self._peers.values())
+
+    @property
+    def peer_ids(self) -> list[int]:
+        return list(self._peers)
+
+    def state_of(self, peer_id: int) -> ConnState | None:
+        peer = self._peers.get(peer_id)
+        return None if peer is None else peer.machine.state
+
+    # ---- running -----------------------------------------------------------------------
+
+    def step(self, max_wait: float | None = 0.0) -> None:
+        """Run one pass of the loop, waiting at most ``max_wait`` seconds for something."""
+        self.loop.run_once(max_wait)
+
+    def run_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        deadline = self.loop.clock() + timeout
+        while not done():
+            left = deadline - self.loop.clock()
+            if left <= 0:
+                return done()
+            self.step(min(left, 0.2))
+        return True
+
+    def run_forever(self) -> None:
+        """Run until ``stop`` is called (a signal handler may call it)."""
+        self._stopping = False
+        while not self._stopping:
+            self.step(1.0)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Close every connection with ``shutting_down``, run until they are closed or
+        ``timeout`` (default ``close_timeout``) passes, then release every socket. Returns
+        whether every connection closed gracefully in time (spec: NODE-5)."""
+        self._stopping = True  # spec: NODE-5
+        for handle in self._reconnects.values():
+            self.loop.cancel(handle)
+        self._reconnects.clear()
+        for listener in self._listeners:
+            self.loop.unregister(listener)
+            listener.close()
+        self._listeners.clear()
+        for peer in list(self._peers.values()):
+            if peer.machine.state in (
+                ConnState.CONNECTING,
+                ConnState.HANDSHAKING,
+                ConnState.ESTABLISHED,
+            ):
+                self._handle(peer, CloseRequested(CloseReason.SHUTTING_DOWN))  # spec: NODE-5
+        limit = self.config.close_timeout if timeout is None else timeout
+        graceful = self.run_until(lambda: not self._peers, limit)
+        for peer in list(self._peers.values()):
+            self._handle(peer, TransportFailed("node shut down before the close finished"))
+        if self._owns_loop:
+            self.loop.close()
+        return graceful
+
+    # ---- inside: sockets ---------------------------------------------------------------
+
+    def _peer(self, peer_id: int) -> _Peer:
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            raise NodeError(f"no peer {peer_id}")
+        return peer
+
+    def _add_peer(
+        self, direction: Direction, address: Address, sock: socket.socket, persistent: bool
+    ) -> _Peer:
+        nonce = self.nonces.issue(self._rng)  # spec: HS-13
+        machine = PeerConnection(
+            direction,
+            self.loop.clock(),
+            self._settings,
+            self._local,
+            nonce,
+            int(self._wall_clock()),
+            self.nonces,
+            self._rng,
+        )
+        peer = _Peer(self._next_id, address, persistent, machine, sock)
+        self._next_id += 1
+        self._peers[peer.id] = peer
+        self._perform(peer, machine.start())
+        return peer
+
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(ACCEPTS_PER_READY):
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors, say: the listener stays, the loop goes on
+                log.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            full = self.inbound_count() >= self.config.max_inbound_connections
+            peer = self._add_peer(Direction.INBOUND, (address[0], address[1]), sock, False)
+            log.info("peer %d %s inbound accepted", peer.id, peer.label)
+            if full:  # spec: LIM-2 (said before a byte of it is read)
+                self._handle(peer, CloseRequested(CloseReason.CONNECTION_LIMIT))
+            else:
+                self._update_interest(peer)
+
+    def _ready(self, peer_id: int, mask: int) -> None:
+        # spec: NODE-1 (each readiness touches one peer; its failure closes it alone)
+        peer = self._peers.get(peer_id)
+        if peer is None or peer.sock is None:
+            return
+        if peer.machine.state is ConnState.CONNECTING:
+            if mask & _WRITE:
+                self._connect_finished(peer)
+            return
+        if mask & _WRITE:
+            self._flush(peer)
+        if mask & _READ and peer.sock is not None and not peer.eof_seen:
+            self._read(peer)
+
+    def _connect_finished(self, peer: _Peer) -> None:
+        assert peer.sock is not None
+        status = peer.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if status:
+            self._handle(peer, TransportFailed(f"connect: {errno.errorcode.get(status, status)}"))
+            return
+        peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        log.info("peer %d %s outbound connected", peer.id, peer.label)
+        self._handle(peer, TcpConnected())
+
+    def _read(self, peer: _Peer) -> None:
+        assert peer.sock is not None
+        try:
+            data = peer.sock.recv(READ_CHUNK)  # spec: NODE-3
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # reset, unreachable, ...
+            self._handle(peer, TransportFailed(f"receive: {exc.strerror or exc}"))
+            return
+        if data:
+            self._handle(peer, BytesReceived(data))
+            return
+        peer.eof_seen = True
+        if peer.ending and not peer.send_queue:
+            self._transport_closed(peer)  # spec: NODE-4 (both sides ended: close cleanly)
+        else:
+            self._handle(peer, EndOfStream())
+            self._update_interest(peer)
+
+    def _flush(self, peer: _Peer) -> None:
+        sock = peer.sock
+        while sock is not None and peer.send_queue:
+            head = peer.send_queue[0]
+            try:
+                sent = sock.send(head)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # reset, broken pipe, ...
+                self._handle(peer, TransportFailed(f"send: {exc.strerror or exc}"))
+                return
+            peer.queued -= sent
+            if sent == len(head):
+                peer.send_queue.popleft()
+            else:
+                peer.send_queue[0] = head[sent:]
+                break
+        if peer.sock is not None and peer.ending and not peer.send_queue:
+            self._end_sending(peer)
+        self._update_interest(peer)
+
+    def _end_sending(self, peer: _Peer) -> None:
+        """Everything queued is written: end our side; close once the peer has ended its
+        side, reading and discarding until then (spec: NODE-4)."""
+        assert peer.sock is not None
+        # spec: NODE-4 (end our side; the socket closes when the peer ends its side)
+        # If the peer is gone already, the close below or at close_timeout follows.
+        with contextlib.suppress(OSError):
+            peer.sock.shutdown(socket.SHUT_WR)
+        if peer.eof_seen:
+            self._transport_closed(peer)
+
+    def _transport_closed(self, peer: _Peer) -> None:
+        self._release_socket(peer)
+        self._handle(peer, TransportClosed())
+
+    def _release_socket(self, peer: _Peer) -> None:
+        if peer.sock is None:
+            return
+        if peer.registered:
+            self.loop.unregister(peer.sock)
+            peer.registered = 0
+        peer.sock.close()
+        peer.sock = None
+        peer.send_queue.clear()
+        peer.queued = 0
+
+    def _update_interest(self, peer: _Peer) -> None:
+        if peer.sock is None:
+            return
+        wanted = 0
+        if peer.machine.state is ConnState.CONNECTING or peer.send_queue:
+            wanted |= _WRITE
+        if (
+            peer.machine.state is not ConnState.CONNECTING
+            and not peer.eof_seen
+            and not self._reading_paused
+        ):
+            wanted |= _READ
+        if wanted == peer.registered:
+            return
+        sock, peer_id = peer.sock, peer.id
+        if not peer.registered:
+            self.loop.register(sock, wanted, lambda mask: self._ready(peer_id, mask))
+        elif not wanted:
+            self.loop.unregister(sock)
+        else:
+            self.loop.modify(sock, wanted, lambda mask: self._ready(peer_id, mask))
+        peer.registered = wanted
+
+    def _check_event_queue(self) -> None:
+        """Pause reading from every peer while the application has too many undelivered
+        events, so that a flood cannot grow the queue without bound (spec: NODE-6). While
+        paused, look again every ``RESUME_CHECK`` seconds for the application to catch up."""
+        if not self._reading_paused and len(self.events) >= MAX_PENDING_EVENTS:  # spec: NODE-6
+            self._reading_paused = True
+        elif self._reading_paused and len(self.events) <= MAX_PENDING_EVENTS // 2:
+            self._reading_paused = False
+        else:
+            if self._reading_paused:
+                self.loop.call_at(self.loop.clock() + RESUME_CHECK, self._check_event_queue)
+            return
+        for peer in self._peers.values():
+            self._update_interest(peer)
+        if self._reading_paused:
+            self.loop.call_at(self.loop.clock() + RESUME_CHECK, self._check_event_queue)
+
+    # ---- inside: the machine's actions -------------------------------------------------
+
+    def _handle(self, peer: _Peer, event: Event) -> None:
+        if peer.id not in self._peers:
+            return
+        self._perform(peer, peer.machine.handle(event, self.loop.clock()))
+
+    def _perform(self, peer: _Peer, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, SendBytes):
+                self._queue(peer, action.data)
+            elif isinstance(action, CloseTransport):
+                peer.ending = True
+                if peer.sock is not None and not peer.send_queue:
+                    self._end_sending(peer)
+            elif isinstance(action, AbortTransport):
+                self._release_socket(peer)
+            elif isinstance(action, ArmTimer):
+                self._arm(peer, action.timer, action.deadline)
+            elif isinstance(action, CancelTimer):
+                handle = peer.timers.pop(action.timer, None)
+                if handle is not None:
+                    self.loop.cancel(handle)
+            elif isinstance(action, ReleaseNonce):
+                self.nonces.release(action.nonce)  # spec: HS-13
+            else:
+                self._tell(peer, action)
+        if peer.overflow and peer.machine.state in (ConnState.HANDSHAKING, ConnState.ESTABLISHED):
+            peer.overflow = False
+            self._perform(peer, peer.machine.handle(SendQueueFull(), self.loop.clock()))
+        if peer.id in self._peers:
+            self._update_interest(peer)
+
+    def _queue(self, peer: _Peer, data: bytes) -> None:
+        if peer.sock is None:
+            return
+        limit = self.config.max_send_queue
+        open_state = peer.machine.state in (ConnState.HANDSHAKING, ConnState.ESTABLISHED)
+        if open_state and (peer.overflow or peer.queued + len(data) > limit):  # spec: NODE-2
+            peer.overflow = True
+            return
+        peer.send_queue.append(memoryview(data))
+        peer.queued += len(data)
+        if len(peer.send_queue) == 1:
+            self._flush(peer)  # write at once when we can: no wait for the next readiness
+
+    def _arm(self, peer: _Peer, timer: Timer, deadline: float) -> None:
+        old = peer.timers.pop(timer, None)
+        if old is not None:
+            self.loop.cancel(old)
+        peer_id = peer.id
+        peer.timers[timer] = self.loop.call_at(deadline, lambda: self._timer_fired(peer_id, timer))
+
+    def _timer_fired(self, peer_id: int, timer: Timer) -> None:
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return
+        peer.timers.pop(timer, None)
+        self._handle(peer, TimerExpired(timer))
+
+    def _tell(self, peer: _Peer, event: AppEvent) -> None:
+        if isinstance(event, Established):
+            n = event.negotiated
+            log.info(
+                "peer %d %s established: version %d, features %#x, privacy features %#x, "
+                "user agent %r",
+                peer.id,
+                peer.label,
+                n.version,
+                n.features,
+                n.privacy_features,
+                n.peer_user_agent,
+            )
+        elif isinstance(event, Misbehaviour):
+            log.warning(
+                "peer %d %s misbehaved: %s (%s): %s",
+                peer.id,
+                peer.label,
+                event.reason.label,
+                event.requirement,
+                event.detail,
+            )
+        elif isinstance(event, Closed):
+            self._closed(peer, event)
+        delivered = NodeEvent(peer.id, peer.label, event)
+        if self._on_event is not None:
+            self._on_event(delivered)
+        else:
+            self.events.append(delivered)
+            if not self._reading_paused and len(self.events) >= MAX_PENDING_EVENTS:
+                self._check_event_queue()
+
+    def _closed(self, peer: _Peer, event: Closed) -> None:
+        said = "" if event.peer_reason is None else f", peer's reason {event.peer_reason}"
+        log.info(
+            "peer %d %s closed: %s (%s)%s: %s",
+            peer.id,
+            peer.label,
+            event.reason.label,
+            event.reason.requirement,
+            said,
+            event.detail,
+        )
+        for handle in peer.timers.values():
+            self.loop.cancel(handle)
+        peer.timers.clear()
+        self._release_socket(peer)
+        del self._peers[peer.id]
+        if peer.persistent and not self._stopping and event.reason not in LOCAL_REASONS:
+            self._schedule_reconnect(peer.address)
+
+    def _schedule_reconnect(self, address: Address) -> None:
+        deadline = self.loop.clock() + self.config.reconnect_interval  # spec: TYPE-1
+
+        def reconnect() -> None:
+            self._reconnects.pop(address, None)
+            if self._stopping:
+                return
+            try:
+                self.connect(address[0], address[1], persistent=True)
+            except NodeError as exc:  # the outbound limit, say: try again later
+                log.info("persistent %s:%s not reopened: %s", address[0], address[1], exc)
+                self._schedule_reconnect(address)
+
+        self._reconnects[address] = self.loop.call_at(deadline, reconnect)

@@ -1,0 +1,375 @@
+"""Nodes on real loopback sockets: spec/node.md, and the machines' rules end to end.
+
+Several nodes share one loop, so each test runs in one thread; raw sockets play the peers that
+misbehave. Every wait is bounded, and every address is on 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from obscura_ref.config import NodeConfig, load
+from obscura_ref.loop import EventLoop
+from obscura_ref.machines.events import Closed, Established, MessageReceived, RttMeasured
+from obscura_ref.machines.reasons import CloseReason
+from obscura_ref.node import Node, NodeError, NodeEvent
+from obscura_ref.wire import (
+    Disconnect,
+    Handshake,
+    MessageType,
+    Opaque,
+    Ping,
+    decode_frames,
+    encode_frame,
+)
+
+FAST = [
+    "ping_interval=0.3",
+    "ping_timeout=0.2",
+    "handshake_timeout=0.6",
+    "close_timeout=1",
+    "connection_timeout=2",
+    "reconnect_interval=0.2",
+]
+
+
+def fast(*more: str) -> NodeConfig:
+    return load(None, [*FAST, *more])
+
+
+class Network:
+    """Nodes sharing one loop; ``run`` drives them all until a condition holds."""
+
+    def __init__(self) -> None:
+        self.loop = EventLoop()
+        self.nodes: list[Node] = []
+
+    def node(self, config: NodeConfig | None = None) -> Node:
+        node = Node(config or fast(), loop=self.loop)
+        self.nodes.append(node)
+        return node
+
+    def run(self, done: Callable[[], bool], timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                return False
+            self.loop.run_once(0.02)
+        return True
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.shutdown(0.5)
+        self.loop.close()
+
+
+@pytest.fixture
+def net() -> Iterator[Network]:
+    network = Network()
+    yield network
+    network.close()
+
+
+def kinds(node: Node) -> list[str]:
+    return [type(e.event).__name__ for e in node.events]
+
+
+def closes(node: Node) -> list[Closed]:
+    return [e.event for e in node.events if isinstance(e.event, Closed)]
+
+
+def established(node: Node, peer: int) -> bool:
+    state = node.state_of(peer)
+    return state is not None and state.value == "established"
+
+
+class RawPeer:
+    """A peer that is only a socket: it sends what the test says and records what arrives."""
+
+    def __init__(self, address: tuple[str, int], source: str = "127.0.0.1") -> None:
+        self.sock = socket.socket()
+        self.sock.bind((source, 0))
+        self.sock.setblocking(False)
+        self.sock.connect_ex(address)
+        self.received = bytearray()
+        self.ended = False
+
+    def send(self, data: bytes) -> None:
+        self.sock.setblocking(True)
+        self.sock.sendall(data)
+        self.sock.setblocking(False)
+
+    def poll(self) -> bool:
+        """Read what has arrived; True once the node has ended the stream or reset it."""
+        while not self.ended:
+            try:
+                chunk = self.sock.recv(65536)
+            except BlockingIOError:
+                break
+            except ConnectionResetError:
+                self.ended = True
+                break
+            if not chunk:
+                self.ended = True
+            self.received += chunk
+        return self.ended
+
+    def messages(self) -> list[object]:
+        frames, _ = decode_frames(bytes(self.received))
+        return [frame.message for frame in frames]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def handshake_from(nonce: int) -> bytes:
+    return encode_frame(Handshake(1, int(time.time()), 1, 0, "raw/1", bytes(32), 0, nonce))
+
+
+@pytest.mark.spec("NODE-4", "CONN-20", "CONN-22", "KA-4")
+def test_two_nodes_handshake_ping_and_close_with_reasons_on_both_sides(net: Network) -> None:
+    a, b = net.node(), net.node()
+    host, port = b.listen("127.0.0.2", 0)
+    peer = a.connect(host, port)
+    assert net.run(lambda: established(a, peer) and b.inbound_count() == 1)
+    # Pings flow both ways and measure the round trip.
+    assert net.run(lambda: "RttMeasured" in kinds(a) and "RttMeasured" in kinds(b))
+    rtt = next(e.event for e in a.events if isinstance(e.event, RttMeasured))
+    assert 0 <= rtt.seconds < 0.2
+    a.send(peer, Opaque(MessageType.Blocks, b"a block"))
+    assert net.run(lambda: "MessageReceived" in kinds(b))
+    received = [e.event for e in b.events if isinstance(e.event, MessageReceived)]
+    assert received[0].message == Opaque(MessageType.Blocks, b"a block")
+    a.close(peer)
+    assert net.run(lambda: not a.peer_ids and not b.peer_ids)
+    assert [c.reason for c in closes(a)] == [CloseReason.REQUESTED]
+    (b_closed,) = closes(b)
+    assert b_closed.reason is CloseReason.PEER_DISCONNECTED
+    assert b_closed.peer_reason == CloseReason.REQUESTED.code
+
+
+@pytest.mark.spec("NODE-1", "NODE-5", "HS-15")
+def test_ten_nodes_on_ten_address_groups_connect_ping_and_shut_down(net: Network) -> None:
+    nodes = [net.node() for _ in range(10)]
+    addresses = [node.listen(f"127.{10 + i}.0.1", 0) for i, node in enumerate(nodes)]
+    links = []
+    for i, node in enumerate(nodes):  # each node opens two connections, to the next two
+        for step in (1, 2):
+            host, port = addresses[(i + step) % 10]
+            links.append((node, node.connect(host, port)))
+    assert net.run(lambda: all(established(node, peer) for node, peer in links))
+    assert all(node.inbound_count() == 2 for node in nodes)
+    assert net.run(lambda: all("RttMeasured" in kinds(node) for node in nodes))
+    groups = {row.address.split(".")[1] for node in nodes for row in node.status()}
+    assert len(groups) == 10
+    # The first node stops: its peers see its reason; the others keep their connections.
+    assert nodes[0].shutdown(2.0)
+    # Node 0 had connections to 1 and 2 (its own) and from 8 and 9.
+    expected = {1: 3, 2: 3, 8: 3, 9: 3}
+    assert net.run(lambda: all(len(nodes[i].status()) == expected.get(i, 4) for i in range(1, 10)))
+    told = [c for node in nodes[1:] for c in closes(node)]
+    assert len(told) == 4
+    assert {c.peer_reason for c in told} == {CloseReason.SHUTTING_DOWN.code}
+    assert {c.reason for c in closes(nodes[0])} == {CloseReason.SHUTTING_DOWN}
+
+
+@pytest.mark.spec("NODE-1", "CONN-30")
+def test_garbage_from_one_peer_closes_it_alone(net: Network) -> None:
+    a, b = net.node(), net.node()
+    address = b.listen("127.0.0.2", 0)
+    peer = a.connect(*address)
+    assert net.run(lambda: established(a, peer))
+    junk = RawPeer(address)
+    assert net.run(lambda: b.inbound_count() == 2)
+    junk.send(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n")
+    assert net.run(junk.poll)
+    assert junk.messages() == [Disconnect(CloseReason.INVALID_MESSAGE.code)]
+    rtts_before = kinds(a).count("RttMeasured")
+    assert net.run(lambda: kinds(a).count("RttMeasured") > rtts_before)  # a and b go on
+    assert established(a, peer)
+    junk.close()  # b ended its side and waits for junk's end (NODE-4) before it closes
+    assert net.run(lambda: bool(closes(b)))
+    assert [c.reason for c in closes(b)] == [CloseReason.INVALID_MESSAGE]
+
+
+@pytest.mark.spec("NODE-1", "HS-22")
+def test_a_silent_peer_is_closed_at_the_handshake_timeout(net: Network) -> None:
+    a, b = net.node(), net.node()
+    address = b.listen("127.0.0.2", 0)
+    silent = RawPeer(address)
+    peer = a.connect(*address)
+    started = time.monotonic()
+    assert net.run(silent.poll, timeout=3)
+    waited = time.monotonic() - started
+    assert 0.5 <= waited < 2.0  # handshake_timeout is 0.6 s
+    assert silent.messages() == [Disconnect(CloseReason.HANDSHAKE_TIMEOUT.code)]
+    assert established(a, peer)  # the node served the other connection meanwhile
+    silent.close()
+
+
+@pytest.mark.spec("NODE-2")
+def test_a_peer_that_stops_reading_is_closed_when_its_queue_is_full(net: Network) -> None:
+    limit = 256 * 1024
+    b = net.node(fast(f"max_send_queue={limit}", "ping_interval=30", "ping_timeout=10"))
+    address = b.listen("127.0.0.2", 0)
+    sink = RawPeer(address)
+    sink.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sink.send(handshake_from(7))
+    assert net.run(lambda: any(isinstance(e.event, Established) for e in b.events))
+    (peer,) = b.peer_ids
+    peaks = []
+    for _ in range(400):  # 400 x 64 KiB offered; the sink reads nothing
+        if b.state_of(peer) is None:
+            break
+        b.send(peer, Opaque(MessageType.Blocks, bytes(64 * 1024)))
+        peaks.append(max((row.send_queue for row in b.status()), default=0))
+        net.loop.run_once(0)
+    assert max(peaks) <= limit  # memory stayed bounded
+    assert net.run(lambda: bool(closes(b)))
+    assert [c.reason for c in closes(b)] == [CloseReason.SEND_QUEUE_FULL]
+    sink.close()
+
+
+@pytest.mark.spec("NODE-1", "LIM-2")
+def test_a_thousand_connections_at_once(net: Network) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2600:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    a = net.node()
+    b = net.node(fast("max_inbound_connections=1001", "handshake_timeout=5"))
+    address = b.listen("127.0.0.2", 0)
+    peer = a.connect(*address)
+    assert net.run(lambda: established(a, peer))
+    crowd = [RawPeer(address, source=f"127.1.{i // 250}.{1 + i % 250}") for i in range(1000)]
+    assert net.run(lambda: b.inbound_count() == 1001, timeout=20)
+    before = kinds(a).count("RttMeasured")
+    assert net.run(lambda: kinds(a).count("RttMeasured") > before)  # still served
+    # One more is over the limit: told so, and closed.
+    extra = RawPeer(address)
+    assert net.run(extra.poll)
+    assert extra.messages() == [Disconnect(CloseReason.CONNECTION_LIMIT.code)]
+    for raw in crowd:
+        raw.close()
+    extra.close()
+    assert net.run(lambda: b.inbound_count() == 1, timeout=20)  # a's connection remains
+    reasons = {c.reason for c in closes(b)}
+    assert reasons <= {CloseReason.PEER_CLOSED, CloseReason.CONNECTION_LIMIT}
+    assert established(a, peer)
+
+
+@pytest.mark.spec("LIM-1")
+def test_the_outbound_limit_refuses_a_connection(net: Network) -> None:
+    a = net.node(fast("max_outbound_connections=1"))
+    b = net.node()
+    address = b.listen("127.0.0.2", 0)
+    a.connect(*address)
+    with pytest.raises(NodeError, match="max_outbound_connections"):
+        a.connect(*address)
+
+
+@pytest.mark.spec("TYPE-1")
+def test_a_persistent_connection_is_opened_again(net: Network) -> None:
+    a, b = net.node(), net.node()
+    address = b.listen("127.0.0.2", 0)
+    first = a.connect(*address, persistent=True)
+    assert net.run(lambda: established(a, first) and b.inbound_count() == 1)
+    (inbound,) = b.peer_ids
+    b.close(inbound)  # the peer closes it: a reconnects after reconnect_interval
+    assert net.run(lambda: any(established(a, p) for p in a.peer_ids if p != first))
+    assert [c.reason for c in closes(a)] == [CloseReason.PEER_DISCONNECTED]
+    (second,) = a.peer_ids
+    a.close(second)  # closed locally: not reopened
+    assert net.run(lambda: not a.peer_ids)
+    net.run(lambda: False, timeout=0.5)
+    assert a.peer_ids == []
+
+
+@pytest.mark.spec("CONN-34")
+def test_a_refused_connect_is_a_network_error(net: Network) -> None:
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there now
+    a = net.node()
+    a.connect("127.0.0.1", port)
+    assert net.run(lambda: bool(closes(a)))
+    (closed,) = closes(a)
+    assert closed.reason is CloseReason.NETWORK_ERROR and "ECONNREFUSED" in closed.detail
+
+
+def test_a_callback_receives_the_events() -> None:
+    seen: list[NodeEvent] = []
+    loop = EventLoop()
+    a = Node(fast(), loop=loop, on_event=seen.append)
+    b = Node(fast(), loop=loop)
+    peer = a.connect(*b.listen("127.0.0.2", 0))
+    deadline = time.monotonic() + 5
+    while not established(a, peer) and time.monotonic() < deadline:
+        loop.run_once(0.02)
+    assert [type(e.event) for e in seen] == [Established] and not a.events
+    a.shutdown(1)
+    b.shutdown(1)
+    loop.close()
+
+
+@pytest.mark.spec("KA-3")
+def test_a_peer_that_never_answers_pings_is_closed(net: Network) -> None:
+    b = net.node()
+    address = b.listen("127.0.0.2", 0)
+    mute = RawPeer(address)
+    mute.send(handshake_from(9))
+    assert net.run(mute.poll, timeout=3)
+    sent = mute.messages()
+    assert isinstance(sent[0], Handshake) and isinstance(sent[1], Ping)
+    assert sent[-1] == Disconnect(CloseReason.PING_TIMEOUT.code)
+    mute.close()
+
+
+@pytest.mark.spec("NODE-3")
+def test_reads_are_bounded_per_readiness(net: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    from obscura_ref.machines.connection import PeerConnection
+    from obscura_ref.machines.events import BytesReceived
+    from obscura_ref.node import READ_CHUNK
+
+    sizes: list[int] = []
+    original = PeerConnection.handle
+
+    def recording(self: PeerConnection, event: object, now: float) -> object:
+        if isinstance(event, BytesReceived):
+            sizes.append(len(event.data))
+        return original(self, event, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PeerConnection, "handle", recording)
+    b = net.node()
+    address = b.listen("127.0.0.2", 0)
+    flood = RawPeer(address)
+    flood.send(handshake_from(3) + encode_frame(Opaque(MessageType.Blocks, bytes(1_000_000))))
+    assert net.run(lambda: "MessageReceived" in kinds(b))
+    assert sum(sizes) > 1_000_000 and max(sizes) <= READ_CHUNK
+    flood.close()
+
+
+@pytest.mark.spec("NODE-6")
+def test_reading_pauses_while_the_application_holds_too_many_events(
+    net: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("obscura_ref.node.MAX_PENDING_EVENTS", 40)
+    b = net.node(fast("ping_interval=30", "ping_timeout=10"))
+    address = b.listen("127.0.0.2", 0)
+    chatty = RawPeer(address)
+    message = encode_frame(Opaque(MessageType.Inv, b"x"))
+    chatty.send(handshake_from(4) + message * 100)
+    assert net.run(lambda: len(b.events) >= 40)
+    net.run(lambda: False, timeout=0.3)
+    held = len(b.events)
+    chatty.send(message * 100)  # while paused, this waits in the kernel, not in the node
+    net.run(lambda: False, timeout=0.3)
+    assert len(b.events) == held and held <= 101
+    b.events.clear()  # the application catches up: reading resumes
+    assert net.run(lambda: kinds(b).count("MessageReceived") == 200 - (held - 1))
+    chatty.close()
