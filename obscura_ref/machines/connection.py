@@ -281,6 +281,16 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
     },
 }
 
+_EVENT_INPUT: dict[type, Input] = {
+    TcpConnected: Input.TCP_CONNECTED,
+    BytesReceived: Input.BYTES_RECEIVED,
+    EndOfStream: Input.END_OF_STREAM,
+    TransportFailed: Input.TRANSPORT_FAILED,
+    TransportClosed: Input.TRANSPORT_CLOSED,
+    SendQueueFull: Input.SEND_QUEUE_FULL,
+    SendMessage: Input.SEND,
+    CloseRequested: Input.CLOSE,
+}
 _FRAME_INPUT: dict[type, Input] = {
     Handshake: Input.HANDSHAKE_FRAME,
     Ping: Input.PING_FRAME,
@@ -385,17 +395,7 @@ class PeerConnection:
             del self._armed[event.timer]
             self._fire(_TIMER_INPUT[event.timer], event)
             return
-        input_ = {
-            TcpConnected: Input.TCP_CONNECTED,
-            BytesReceived: Input.BYTES_RECEIVED,
-            EndOfStream: Input.END_OF_STREAM,
-            TransportFailed: Input.TRANSPORT_FAILED,
-            TransportClosed: Input.TRANSPORT_CLOSED,
-            SendQueueFull: Input.SEND_QUEUE_FULL,
-            SendMessage: Input.SEND,
-            CloseRequested: Input.CLOSE,
-        }[type(event)]
-        self._fire(input_, event)
+        self._fire(_EVENT_INPUT[type(event)], event)
 
     def _fire(self, input_: Input, subject: Event | Frame | DecodeError) -> None:
         rule = CONNECTION_TRANSITIONS.get((self.state, input_))

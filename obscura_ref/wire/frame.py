@@ -56,10 +56,13 @@ def encode_frame(message: Message, padding: bytes = b"") -> bytes:
     return header + payload
 
 
-def check_magic(received: bytes | memoryview, offset: int) -> None:
+def check_magic(received: Payload, offset: int) -> None:
     """Check bytes of the magic field that start at ``offset`` of it, as they arrive
     (spec/wire.md section 2.1, row 1)."""
-    for index, byte in enumerate(received[: len(MAGIC) - offset], offset):
+    arrived = bytes(received[: len(MAGIC) - offset])
+    if arrived == MAGIC[offset : offset + len(arrived)]:
+        return  # the common case, in one comparison
+    for index, byte in enumerate(arrived, offset):
         if byte != MAGIC[index]:  # spec: WIRE-5
             raise DecodeError(
                 ErrorCode.BAD_MAGIC,
@@ -67,7 +70,7 @@ def check_magic(received: bytes | memoryview, offset: int) -> None:
             )
 
 
-def check_header(header: bytes, limit: int = MAX_PAYLOAD) -> tuple[MessageType, int, bytes]:
+def check_header(header: Payload, limit: int = MAX_PAYLOAD) -> tuple[MessageType, int, bytes]:
     """The message type, payload length and checksum of a complete 16-byte header whose magic
     has passed ``check_magic``, checked in the order of spec/wire.md section 2.1 (rows 2 to 4)."""
     _, code, length, expected = _HEADER.unpack(header)
@@ -193,16 +196,20 @@ class FrameDecoder:
 
     def _next_frame(self) -> Frame | None:
         if self._header is None:
-            while len(self._buffer) < HEADER_SIZE:
-                piece = self._take(HEADER_SIZE - len(self._buffer))
-                if not piece:
-                    return None  # need more header bytes
-                if len(self._buffer) < len(MAGIC):
-                    check_magic(piece, len(self._buffer))  # spec: WIRE-5 (as each byte arrives)
-                self._buffer += piece
+            if not self._buffer and self._input and len(self._input[0]) >= HEADER_SIZE:
+                header: Payload = self._take(HEADER_SIZE)  # the whole header in one read
+                check_magic(header, 0)  # spec: WIRE-5
+            else:
+                while len(self._buffer) < HEADER_SIZE:
+                    piece = self._take(HEADER_SIZE - len(self._buffer))
+                    if not piece:
+                        return None  # need more header bytes
+                    if len(self._buffer) < len(MAGIC):
+                        check_magic(piece, len(self._buffer))  # spec: WIRE-5 (as bytes arrive)
+                    self._buffer += piece
+                header, self._buffer = self._buffer, bytearray()
             # spec: WIRE-6, WIRE-7, WIRE-8 (from the header, before any payload byte is held)
-            self._header = check_header(bytes(self._buffer), self.max_payload)
-            self._buffer = bytearray()
+            self._header = check_header(header, self.max_payload)
         message_type, length, expected = self._header
         payload: Payload
         if not self._buffer and self._input and len(self._input[0]) >= length:

@@ -41,12 +41,12 @@ DEFINED_TYPES = frozenset(
 )
 
 
+_BY_CODE = {member.value: member for member in MessageType}
+
+
 def lookup_type(code: int) -> MessageType | None:
     """The registered type with this code, or None when the code is unassigned."""
-    try:
-        return MessageType(code)
-    except ValueError:
-        return None
+    return _BY_CODE.get(code)
 
 
 class Feature(IntFlag):
