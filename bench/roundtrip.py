@@ -51,10 +51,10 @@ def round_trips_per_second(
     end = start + seconds
     while time.perf_counter() < end:
         for key, _ in selector.select(0.1):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
-            buffer = buffers[sock]
-            buffer += sock.recv(65536)
+            ready = key.fileobj
+            assert isinstance(ready, socket.socket)
+            buffer = buffers[ready]
+            buffer += ready.recv(65536)
             while len(buffer) >= 16:
                 size = 16 + int.from_bytes(buffer[8:12], "little")
                 if len(buffer) < size:
@@ -63,7 +63,7 @@ def round_trips_per_second(
                 del buffer[:size]
                 if kind in (MessageType.Pong, MessageType.Ping):  # pong, or the echo
                     done += 1
-                    sock.send(PING)
+                    ready.send(PING)
     elapsed = time.perf_counter() - start
     for sock in socks:
         selector.unregister(sock)
@@ -88,8 +88,9 @@ def main() -> None:
             with server(kind) as (address, _):
                 rates[kind] = round_trips_per_second(address, count, args.seconds, kind == "node")
         print(
-            f"{count:>11} {rates['node']:>10.0f} {rates['echo']:>10.0f} {rates['asyncio']:>10.0f} "
-            f"{ratio(rates['node'], rates['echo']):>13} {ratio(rates['node'], rates['asyncio']):>11}"
+            f"{count:>11} {rates['node']:>10.0f} {rates['echo']:>10.0f} "
+            f"{rates['asyncio']:>10.0f} {ratio(rates['node'], rates['echo']):>13} "
+            f"{ratio(rates['node'], rates['asyncio']):>11}"
         )
 
 

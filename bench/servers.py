@@ -8,11 +8,12 @@ Prints ``ready`` on standard output once it listens; stops on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
-import resource
 import selectors
 import signal
 import socket
 import sys
+
+from harness import raise_descriptor_limit
 
 from obscura_ref.config import load
 from obscura_ref.node import Node
@@ -25,11 +26,6 @@ BENCH_CONFIG = [
     "handshake_timeout=600",
     "max_inbound_connections=20000",
 ]
-
-
-def raise_descriptor_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def serve_node(host: str, port: int) -> None:

@@ -165,6 +165,8 @@ class Node:
         self._settings = self.config.connection_settings()
         self._local = LocalHandshake(user_agent=self.config.user_agent)
         self._peers: dict[int, _Peer] = {}
+        # Open connections by direction, kept as counts: admission must not cost a scan.
+        self._open = {Direction.OUTBOUND: 0, Direction.INBOUND: 0}
         self._next_id = 1
         self._listeners: list[socket.socket] = []
         self._reconnects: dict[Address, TimerHandle] = {}
@@ -267,10 +269,10 @@ class Node:
         return rows
 
     def outbound_count(self) -> int:
-        return sum(p.machine.direction is Direction.OUTBOUND for p in self._peers.values())
+        return self._open[Direction.OUTBOUND]
 
     def inbound_count(self) -> int:
-        return sum(p.machine.direction is Direction.INBOUND for p in self._peers.values())
+        return self._open[Direction.INBOUND]
 
     @property
     def peer_ids(self) -> list[int]:
@@ -356,6 +358,7 @@ class Node:
         peer = _Peer(self._next_id, address, persistent, machine, sock)
         self._next_id += 1
         self._peers[peer.id] = peer
+        self._open[direction] += 1
         self._perform(peer, machine.start())
         return peer
 
@@ -616,6 +619,7 @@ class Node:
         peer.timers.clear()
         self._release_socket(peer)
         del self._peers[peer.id]
+        self._open[peer.machine.direction] -= 1
         if peer.persistent and not self._stopping and event.reason not in LOCAL_REASONS:
             self._schedule_reconnect(peer.address)
 
