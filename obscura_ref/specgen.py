@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import fields
 from enum import IntFlag
 from pathlib import Path
+from typing import get_args
 
 from .config import KEYS
 from .machines.connection import (
     CONNECTION_TRANSITIONS,
+    STATE_MEANINGS,
     TIMERS_OF_STATE,
     ConnectionSettings,
     ConnState,
     Input,
 )
+from .machines.events import Action, Event
 from .machines.handshake import (
     CHECK_ORDER,
     HANDSHAKE_TRANSITIONS,
@@ -30,7 +34,20 @@ from .machines.handshake import (
 )
 from .machines.reasons import CloseReason
 from .machines.table import markdown_table, mermaid
-from .wire import DEFINED_TYPES, ERROR_REQUIREMENTS, Feature, MessageType, PrivacyFeature
+from .node import ACCEPTS_PER_READY, MAX_PENDING_EVENTS, READ_CHUNK
+from .wire import (
+    DEFINED_TYPES,
+    ERROR_REQUIREMENTS,
+    HEADER_SIZE,
+    MAGIC,
+    MAX_HANDSHAKE_PAYLOAD,
+    MAX_PAYLOAD,
+    MAX_USER_AGENT,
+    Feature,
+    MessageType,
+    PrivacyFeature,
+)
+from .wire.registry import ADDED_TYPES
 
 _BLOCK = re.compile(
     r"(?P<open><!-- generated: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)"
@@ -120,6 +137,38 @@ def _config_keys() -> str:
     return "\n".join(rows)
 
 
+def _classes(union: object) -> str:
+    """One row per event or action class: its name with its fields, and its docstring."""
+    rows = ["| name | meaning |", "|---|---|"]
+    for cls in get_args(union):
+        names = ", ".join(f.name for f in fields(cls))
+        doc = " ".join((cls.__doc__ or "").split()).replace("``", "`")
+        rows.append(f"| `{cls.__name__}{f'({names})' if names else ''}` | {doc} |")
+    return "\n".join(rows)
+
+
+def _states() -> str:
+    rows = ["| state | meaning |", "|---|---|"]
+    rows += [f"| `{state.value}` | {meaning} |" for state, meaning in STATE_MEANINGS.items()]
+    return "\n".join(rows)
+
+
+def _constants(values: dict[str, tuple[object, str]]) -> Callable[[], str]:
+    def render() -> str:
+        rows = ["| constant | value | meaning |", "|---|---|---|"]
+        for name, (value, meaning) in values.items():
+            if isinstance(value, bytes):
+                text = f"`{value.hex(' ').upper()}`"
+            elif isinstance(value, range):
+                text = f"`{value.start:#04x}` to `{value.stop - 1:#04x}`"
+            else:
+                text = f"{value:,}"
+            rows.append(f"| `{name}` | {text} | {meaning} |")
+        return "\n".join(rows)
+
+    return render
+
+
 def _check_order() -> str:
     rows = ["| role | checks, in order |", "|---|---|"]
     rule = {"nonce": "nonce (HS-12)", "version": "version (HS-10)"}
@@ -143,6 +192,35 @@ def _handshake_constants() -> str:
 
 
 BLOCKS: dict[str, Callable[[], str]] = {
+    "connection-events": lambda: _classes(Event),
+    "connection-actions": lambda: _classes(Action),
+    "connection-states": _states,
+    "wire-constants": _constants(
+        {
+            "MAGIC": (MAGIC, 'first four bytes of every frame ("OBX" and a zero byte)'),
+            "HEADER_SIZE": (HEADER_SIZE, "size of the frame header"),
+            "MAX_PAYLOAD": (MAX_PAYLOAD, "largest payload of any frame (10 MiB)"),
+            "MAX_HANDSHAKE_PAYLOAD": (MAX_HANDSHAKE_PAYLOAD, "largest payload of a `Handshake`"),
+            "MAX_USER_AGENT": (MAX_USER_AGENT, "largest user agent, in bytes of its UTF-8"),
+            "ADDED_TYPES": (
+                ADDED_TYPES,
+                "message-type codes kept for messages this specification adds",
+            ),
+        }
+    ),
+    "node-constants": _constants(
+        {
+            "READ_CHUNK": (READ_CHUNK, "bytes read from one socket per readiness"),
+            "ACCEPTS_PER_READY": (
+                ACCEPTS_PER_READY,
+                "connections accepted per readiness of a listening socket",
+            ),
+            "MAX_PENDING_EVENTS": (
+                MAX_PENDING_EVENTS,
+                "undelivered application events before reading pauses",
+            ),
+        }
+    ),
     "handshake-check-order": _check_order,
     "handshake-constants": _handshake_constants,
     "config-keys": _config_keys,

@@ -77,7 +77,10 @@ class Pair:
         local_a: LocalHandshake | None = None,
         local_b: LocalHandshake | None = None,
         shared_nonces: bool = False,
+        chunk: int | None = None,
     ) -> None:
+        """``chunk`` splits every write into reads of at most that many bytes."""
+        self.chunk = chunk
         a, nonces_a, start_a = new_machine(Direction.OUTBOUND, local=local_a, seed=1)
         b, nonces_b, start_b = new_machine(
             Direction.INBOUND, local=local_b, seed=2, nonces=nonces_a if shared_nonces else None
@@ -94,7 +97,11 @@ class Pair:
         side.actions += actions
         for action in actions:
             if isinstance(action, SendBytes) and not self.other(side).closing_transport:
-                self.feed(self.other(side), BytesReceived(action.data))
+                step = self.chunk or len(action.data)
+                for start in range(0, len(action.data), step):
+                    if self.other(side).machine.state.value == "closed":
+                        break
+                    self.feed(self.other(side), BytesReceived(action.data[start : start + step]))
             elif isinstance(action, ReleaseNonce):
                 side.nonces.release(action.nonce)
             elif isinstance(action, CloseTransport | AbortTransport):

@@ -56,3 +56,12 @@ def test_diagrams_show_every_state_change_of_the_tables() -> None:
 def test_close_reason_codes_are_unique() -> None:
     codes = [reason.code for reason in CloseReason]
     assert len(codes) == len(set(codes))
+
+
+def test_added_types_stay_outside_the_origins_range() -> None:
+    from obscura_ref.wire import MessageType
+    from obscura_ref.wire.registry import ADDED_TYPES
+
+    added = [t for t in MessageType if t.value > 0x17]
+    assert added and all(t.value in ADDED_TYPES for t in added)
+    assert all(t.value <= 0x17 for t in MessageType if t.value not in ADDED_TYPES)

@@ -107,6 +107,16 @@ class ConnState(Enum):
     CLOSED = "closed"
 
 
+# spec/connection.md section 2 is generated from this table.
+STATE_MEANINGS: dict[ConnState, str] = {
+    ConnState.CONNECTING: "outbound only: the TCP connection is being opened",
+    ConnState.HANDSHAKING: "the TCP connection exists; the handshake is under way",
+    ConnState.ESTABLISHED: "the handshake is complete; messages flow",
+    ConnState.CLOSING: "a close is decided; queued bytes are being written",
+    ConnState.CLOSED: "nothing more happens",
+}
+
+
 class Input(Enum):
     """The input alphabet of the table: events, and the frames decoded from received bytes."""
 

@@ -34,6 +34,8 @@ class TcpConnected:
 
 @dataclass(frozen=True)
 class BytesReceived:
+    """Bytes read from the peer."""
+
     data: bytes
 
 
@@ -44,6 +46,8 @@ class EndOfStream:
 
 @dataclass(frozen=True)
 class TransportFailed:
+    """A socket error: reset, refused, unreachable, ..."""
+
     detail: str
 
 
@@ -54,21 +58,27 @@ class SendQueueFull:
 
 @dataclass(frozen=True)
 class TransportClosed:
-    """The transport finished writing what was queued, as asked, and is closed."""
+    """The transport wrote what was queued and closed, as CloseTransport asked."""
 
 
 @dataclass(frozen=True)
 class TimerExpired:
+    """A timer the machine armed reached its deadline."""
+
     timer: Timer
 
 
 @dataclass(frozen=True)
 class SendMessage:
+    """The application sends an opaque message."""
+
     message: Message
 
 
 @dataclass(frozen=True)
 class CloseRequested:
+    """The application or the node closes the connection, with a local reason."""
+
     reason: CloseReason
 
 
@@ -97,17 +107,19 @@ class SendBytes:
 
 @dataclass(frozen=True)
 class CloseTransport:
-    """Write everything queued, then close the transport, then report TransportClosed."""
+    """Write everything queued, then end the sending side; keep reading and discarding until
+    the peer ends its side (spec: NODE-4); then close and report TransportClosed."""
 
 
 @dataclass(frozen=True)
 class AbortTransport:
-    """Close the transport now, dropping whatever is still queued."""
+    """Close the transport now, dropping whatever is still queued; nothing more is reported."""
 
 
 @dataclass(frozen=True)
 class ArmTimer:
-    """Fire ``timer`` at monotonic time ``deadline``; replaces an earlier arming of it."""
+    """Fire ``timer`` at monotonic time ``deadline``; arming an armed timer moves it, and a
+    timer that fires is no longer armed."""
 
     timer: Timer
     deadline: float
@@ -115,6 +127,8 @@ class ArmTimer:
 
 @dataclass(frozen=True)
 class CancelTimer:
+    """Clear one of the timers."""
+
     timer: Timer
 
 
@@ -141,21 +155,29 @@ class Negotiated:
 
 @dataclass(frozen=True)
 class Established:
+    """The handshake completed: the negotiated values (spec: HS-17)."""
+
     negotiated: Negotiated
 
 
 @dataclass(frozen=True)
 class MessageReceived:
+    """An opaque message for the application."""
+
     message: Message
 
 
 @dataclass(frozen=True)
 class RttMeasured:
+    """A pong answered the outstanding ping, this many seconds after the ping was queued."""
+
     seconds: float
 
 
 @dataclass(frozen=True)
 class UnsolicitedPong:
+    """A pong answered no outstanding ping (spec: KA-5)."""
+
     nonce: int
 
 

@@ -35,6 +35,9 @@ class MessageType(IntEnum):
     Disconnect = 0x80
 
 
+# Codes kept for the messages this specification adds to the origin's set.
+ADDED_TYPES = range(0x80, 0x100)
+
 # The types whose payload spec/wire.md defines; every other registered type is opaque.
 DEFINED_TYPES = frozenset(
     {MessageType.Handshake, MessageType.Ping, MessageType.Pong, MessageType.Disconnect}
