@@ -119,7 +119,7 @@ def test_established_reports_the_negotiated_record_and_releases_the_nonce() -> N
 versions = st.integers(0, 5)
 
 
-@pytest.mark.spec("HS-10", "HS-15", "HS-16")
+@pytest.mark.spec("HS-10", "HS-15", "HS-16", "HS-17")
 @given(
     version_a=versions,
     min_a=versions,
@@ -129,6 +129,7 @@ versions = st.integers(0, 5)
     features_b=st.integers(0, 0xFFFF_FFFF),
     privacy_a=st.integers(0, 0xFFFF_FFFF),
     privacy_b=st.integers(0, 0xFFFF_FFFF),
+    chunk=st.one_of(st.none(), st.integers(1, 40)),
 )
 def test_back_to_back_machines_agree_or_close_with_the_version_reason(
     version_a: int,
@@ -139,21 +140,23 @@ def test_back_to_back_machines_agree_or_close_with_the_version_reason(
     features_b: int,
     privacy_a: int,
     privacy_b: int,
+    chunk: int | None,
 ) -> None:
-    pair = Pair(
-        LocalHandshake(
-            version=version_a,
-            min_compatible_version=min_a,
-            features=features_a,
-            privacy_features=privacy_a,
-        ),
-        LocalHandshake(
-            version=version_b,
-            min_compatible_version=min_b,
-            features=features_b,
-            privacy_features=privacy_b,
-        ),
+    local_a = LocalHandshake(
+        version=version_a,
+        min_compatible_version=min_a,
+        features=features_a,
+        privacy_features=privacy_a,
+        user_agent="a/1",
     )
+    local_b = LocalHandshake(
+        version=version_b,
+        min_compatible_version=min_b,
+        features=features_b,
+        privacy_features=privacy_b,
+        user_agent="b/2",
+    )
+    pair = Pair(local_a, local_b, chunk=chunk)
     pair.connect()
     a, b = pair.a.machine, pair.b.machine
     if version_a < min_b:  # the responder checks first and rejects
@@ -174,6 +177,9 @@ def test_back_to_back_machines_agree_or_close_with_the_version_reason(
             == b.negotiated.privacy_features
             == (privacy_a & privacy_b)
         )
+        # Each side's record of the other is what the other sent (HS-17).
+        assert (a.negotiated.peer_version, a.negotiated.peer_user_agent) == (version_b, "b/2")
+        assert (b.negotiated.peer_version, b.negotiated.peer_user_agent) == (version_a, "a/1")
 
 
 @pytest.mark.spec("HS-12", "HS-13")
