@@ -18,10 +18,13 @@ Exit status: 0 on success, 1 when the input is invalid or a check fails, 2 on a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import random
+import selectors
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -151,33 +154,66 @@ def _node(args: argparse.Namespace) -> int:
         return 2
     rng = None if args.seed is None else random.Random(args.seed)
     node = Node(config, rng=rng, on_event=lambda event: None)
+    log = logging.getLogger("obscura_ref.node")
+    signals = _SignalWatch(node, log)  # before anything can be interrupted
     try:
         if listen is not None:
             node.listen(*listen)
         for (host, port), persistent in targets:
             node.connect(host, port, persistent=persistent)
+        if args.status_interval > 0:
+            _log_status_every(node, args.status_interval)
+        node.run_forever()
+        graceful = node.shutdown()  # spec: NODE-5
     except (OSError, NodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         node.shutdown(0)
         return 1
-
-    def stop(signum: int, frame: object) -> None:
-        logging.getLogger("obscura_ref.node").info("signal %d: shutting down", signum)
-        node.stop()
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    if args.status_interval > 0:
-        _log_status_every(node, args.status_interval)
-    try:
-        node.run_forever()
     finally:
-        graceful = node.shutdown()  # spec: NODE-5
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    logging.getLogger("obscura_ref.node").info(
-        "stopped%s", "" if graceful else " (some connections were cut at close_timeout)"
-    )
+        signals.restore()
+    log.info("stopped%s", "" if graceful else " (some connections were cut before they closed)")
     return 0
+
+
+class _SignalWatch:
+    """SIGINT and SIGTERM: the first stops the node gracefully, a second cuts the graceful
+    close short. A wakeup descriptor in the loop makes the loop notice at once."""
+
+    def __init__(self, node: Node, log: logging.Logger) -> None:
+        self._node = node
+        self._log = log
+        self._count = 0
+        self._reader, self._writer = socket.socketpair()
+        for end in (self._reader, self._writer):
+            end.setblocking(False)
+        node.loop.register(self._reader, selectors.EVENT_READ, self._drain)
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno())
+        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._count += 1
+        if self._count == 1:
+            self._log.info("signal %d: shutting down (again to stop at once)", signum)
+            self._node.stop()
+        else:
+            self._log.info("signal %d: stopping at once", signum)
+            self._node.cut_shutdown()
+
+    def _drain(self, mask: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            self._reader.recv(512)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(self._previous_fd)
+        with contextlib.suppress(KeyError, ValueError):
+            self._node.loop.unregister(self._reader)
+        self._reader.close()
+        self._writer.close()
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _log_status_every(node: Node, interval: float) -> None:

@@ -178,6 +178,7 @@ class NodeConfig:
             ping_timeout=self.values["ping_timeout"],
             inactivity_timeout=self.values["inactivity_timeout"],
             close_timeout=self.values["close_timeout"],
+            privacy_level=self.values["privacy_level"],
         )
 
     def with_values(self, updates: dict[str, object], source: str) -> NodeConfig:
@@ -228,14 +229,18 @@ def load(path: Path | None = None, overrides: list[str] | None = None) -> NodeCo
 
 
 def _parse_override(name: str, text: str) -> object:
-    """A TOML value (``5``, ``0.5``, ``"text"``); for a text key, bare text is taken as it is."""
+    """A TOML value (``5``, ``0.5``, ``"text"``); for a text key, anything but a quoted TOML
+    string is taken as the text it is (``--set user_agent=123`` sets the text "123")."""
+    key = KEYS_BY_NAME.get(name)
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        key = KEYS_BY_NAME.get(name)
         if key is not None and key.kind is str:
             return text
         raise ConfigError(name, f"{text!r} is not a value") from None
+    if key is not None and key.kind is str and not isinstance(value, str):
+        return text
+    return value
 
 
 def describe(config: NodeConfig) -> list[str]:

@@ -62,6 +62,7 @@ READ_CHUNK = 64 * 1024  # bytes read from one socket per readiness: no peer star
 ACCEPTS_PER_READY = 64  # connections accepted per readiness of a listening socket
 MAX_PENDING_EVENTS = 10_000  # undelivered application events before reading pauses (NODE-6)
 RESUME_CHECK = 0.05  # seconds between looks at the event queue while reading is paused
+ACCEPT_BACKOFF = 0.5  # seconds a listener is not watched after accept failed (NODE-7)
 LISTEN_BACKLOG = 1024
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
@@ -118,6 +119,7 @@ class _Peer:
     eof_seen: bool = False  # the peer ended its side
     ending: bool = False  # CloseTransport: end our side once the queue is written
     overflow: bool = False  # a send did not fit the queue in the current batch
+    refused: bool = False  # turned away at admission (LIM-2): closed once its Disconnect is out
 
     @property
     def label(self) -> str:
@@ -171,7 +173,14 @@ class Node:
         self._listeners: list[socket.socket] = []
         self._reconnects: dict[Address, TimerHandle] = {}
         self._reading_paused = False
-        self._stopping = False
+        self._accept_paused_until = 0.0
+        self._stop_requested = False  # leave run_forever
+        self._shutting_down = False  # no more reconnects, no more accepts (TYPE-1, NODE-5)
+        self._cut_requested = False  # stop waiting for graceful closes
+        # Events for the machines, carried out one batch of actions at a time: an event that
+        # arises while a batch is being carried out waits for the batch to finish.
+        self._inbox: deque[tuple[_Peer, Event]] = deque()
+        self._draining = False
 
     # ---- the application's side --------------------------------------------------------
 
@@ -202,31 +211,39 @@ class Node:
                 f"max_outbound_connections ({self.config.max_outbound_connections}) reached"
             )
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        source = self._source_for(family)
-        if source is not None:
-            try:
+        source = self._source_for(family, address[0])
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:  # out of descriptors, say
+            raise NodeError(f"cannot open a socket: {exc}") from exc
+        try:
+            sock.setblocking(False)
+            if source is not None:
                 sock.bind((source, 0))
-            except OSError as exc:
-                sock.close()
-                raise NodeError(f"cannot connect from {source}: {exc}") from exc
+            status = sock.connect_ex(address)
+        except OSError as exc:
+            sock.close()
+            raise NodeError(f"cannot connect to {host}:{port}: {exc}") from exc
         peer = self._add_peer(Direction.OUTBOUND, address, sock, persistent)
         log.info("peer %d %s outbound connecting", peer.id, peer.label)
-        status = sock.connect_ex(address)
         if status not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
-            self._handle(peer, TransportFailed(f"connect: {errno.errorcode.get(status, status)}"))
+            # Reported on the next pass of the loop, so that the caller has the peer number
+            # before it hears of the close.
+            failure = TransportFailed(f"connect: {errno.errorcode.get(status, status)}")
+            self.loop.call_at(self.loop.clock(), lambda: self._handle(peer, failure))
         else:
             self._update_interest(peer)
         return peer.id
 
-    def _source_for(self, family: int) -> str | None:
-        """A node that listens on one specific address connects from it too, so that its
-        peers see one address for it (several nodes on one machine keep their address
-        groups apart)."""
+    def _source_for(self, family: int, destination: str) -> str | None:
+        """On loopback, a node that listens on one specific address connects from it too, so
+        that its peers see one address for it: several nodes on one machine keep their
+        address groups apart. Elsewhere the system chooses the source address."""
+        if not ipaddress.ip_address(destination).is_loopback:
+            return None
         for listener in self._listeners:
-            host = listener.getsockname()[0]
-            if listener.family == family and not ipaddress.ip_address(host).is_unspecified:
+            host = ipaddress.ip_address(listener.getsockname()[0])
+            if listener.family == family and host.is_loopback:
                 return str(host)
         return None
 
@@ -298,19 +315,24 @@ class Node:
         return True
 
     def run_forever(self) -> None:
-        """Run until ``stop`` is called (a signal handler may call it)."""
-        self._stopping = False
-        while not self._stopping:
+        """Run until ``stop`` is called (a signal handler may call it, even before this)."""
+        while not self._stop_requested:
             self.step(1.0)
+        self._stop_requested = False
 
     def stop(self) -> None:
-        self._stopping = True
+        """Make ``run_forever`` return after the current step."""
+        self._stop_requested = True
+
+    def cut_shutdown(self) -> None:
+        """Make a ``shutdown`` under way stop waiting for graceful closes (a second signal)."""
+        self._cut_requested = True
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Close every connection with ``shutting_down``, run until they are closed or
         ``timeout`` (default ``close_timeout``) passes, then release every socket. Returns
         whether every connection closed gracefully in time (spec: NODE-5)."""
-        self._stopping = True  # spec: NODE-5
+        self._shutting_down = True  # spec: NODE-5
         for handle in self._reconnects.values():
             self.loop.cancel(handle)
         self._reconnects.clear()
@@ -326,7 +348,8 @@ class Node:
             ):
                 self._handle(peer, CloseRequested(CloseReason.SHUTTING_DOWN))  # spec: NODE-5
         limit = self.config.close_timeout if timeout is None else timeout
-        graceful = self.run_until(lambda: not self._peers, limit)
+        graceful = self.run_until(lambda: not self._peers or self._cut_requested, limit)
+        graceful = graceful and not self._peers
         for peer in list(self._peers.values()):
             self._handle(peer, TransportFailed("node shut down before the close finished"))
         if self._owns_loop:
@@ -368,8 +391,8 @@ class Node:
                 sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of descriptors, say: the listener stays, the loop goes on
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:  # out of descriptors, say
+                self._pause_accepting(listener, exc)
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -377,9 +400,22 @@ class Node:
             peer = self._add_peer(Direction.INBOUND, (address[0], address[1]), sock, False)
             log.info("peer %d %s inbound accepted", peer.id, peer.label)
             if full:  # spec: LIM-2 (said before a byte of it is read)
+                peer.refused = True
                 self._handle(peer, CloseRequested(CloseReason.CONNECTION_LIMIT))
             else:
                 self._update_interest(peer)
+
+    def _pause_accepting(self, listener: socket.socket, error: OSError) -> None:
+        """The listener stays readable while accept fails: stop watching it for a moment
+        instead of spinning, and log once per pause (spec: NODE-7)."""
+        log.warning("accept failed: %s; accepting again in %g s", error, ACCEPT_BACKOFF)
+        self.loop.unregister(listener)  # spec: NODE-7
+
+        def resume() -> None:
+            if listener in self._listeners:
+                self.loop.register(listener, _READ, lambda mask: self._accept(listener))
+
+        self.loop.call_at(self.loop.clock() + ACCEPT_BACKOFF, resume)
 
     def _ready(self, peer_id: int, mask: int) -> None:
         # spec: NODE-1 (each readiness touches one peer; its failure closes it alone)
@@ -392,7 +428,7 @@ class Node:
             return
         if mask & _WRITE:
             self._flush(peer)
-        if mask & _READ and peer.sock is not None and not peer.eof_seen:
+        if mask & _READ and peer.sock is not None and self._may_read(peer):
             self._read(peer)
 
     def _connect_finished(self, peer: _Peer) -> None:
@@ -453,7 +489,8 @@ class Node:
         # If the peer is gone already, the close below or at close_timeout follows.
         with contextlib.suppress(OSError):
             peer.sock.shutdown(socket.SHUT_WR)
-        if peer.eof_seen:
+        if peer.eof_seen or peer.refused:
+            # A refused connection (LIM-2) is not waited for: its descriptor is wanted.
             self._transport_closed(peer)
 
     def _transport_closed(self, peer: _Peer) -> None:
@@ -477,11 +514,7 @@ class Node:
         wanted = 0
         if peer.machine.state is ConnState.CONNECTING or peer.send_queue:
             wanted |= _WRITE
-        if (
-            peer.machine.state is not ConnState.CONNECTING
-            and not peer.eof_seen
-            and not self._reading_paused
-        ):
+        if self._may_read(peer):
             wanted |= _READ
         if wanted == peer.registered:
             return
@@ -493,6 +526,14 @@ class Node:
         else:
             self.loop.modify(sock, wanted, lambda mask: self._ready(peer_id, mask))
         peer.registered = wanted
+
+    def _may_read(self, peer: _Peer) -> bool:
+        """Reading pauses for the application (NODE-6), except on closing connections, which
+        only discard what they read and must see the peer's end of stream (NODE-4)."""
+        state = peer.machine.state
+        if state is ConnState.CONNECTING or peer.eof_seen:
+            return False
+        return not self._reading_paused or state is ConnState.CLOSING
 
     def _check_event_queue(self) -> None:
         """Pause reading from every peer while the application has too many undelivered
@@ -514,19 +555,33 @@ class Node:
     # ---- inside: the machine's actions -------------------------------------------------
 
     def _handle(self, peer: _Peer, event: Event) -> None:
-        if peer.id not in self._peers:
+        """Feed an event to a peer's machine and carry out its actions. An event that arises
+        while a batch of actions is being carried out (a send that fails, a callback that
+        closes) waits until that batch is done, so every batch is carried out whole and in
+        order, against the machine that returned it."""
+        self._inbox.append((peer, event))  # spec: NODE-8
+        if self._draining:
             return
-        self._perform(peer, peer.machine.handle(event, self.loop.clock()))
+        self._draining = True
+        try:
+            while self._inbox:
+                target, pending = self._inbox.popleft()
+                if target.id in self._peers:
+                    self._perform(target, target.machine.handle(pending, self.loop.clock()))
+        finally:
+            self._draining = False
 
     def _perform(self, peer: _Peer, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, SendBytes):
                 self._queue(peer, action.data)
             elif isinstance(action, CloseTransport):
+                self._log_closing(peer)
                 peer.ending = True
                 if peer.sock is not None and not peer.send_queue:
                     self._end_sending(peer)
             elif isinstance(action, AbortTransport):
+                self._log_closing(peer)
                 self._release_socket(peer)
             elif isinstance(action, ArmTimer):
                 self._arm(peer, action.timer, action.deadline)
@@ -540,9 +595,21 @@ class Node:
                 self._tell(peer, action)
         if peer.overflow and peer.machine.state in (ConnState.HANDSHAKING, ConnState.ESTABLISHED):
             peer.overflow = False
-            self._perform(peer, peer.machine.handle(SendQueueFull(), self.loop.clock()))
+            self._handle(peer, SendQueueFull())
         if peer.id in self._peers:
             self._update_interest(peer)
+
+    def _log_closing(self, peer: _Peer) -> None:
+        reason = peer.machine.close_reason
+        if reason is not None and not peer.ending:
+            log.info(
+                "peer %d %s %s closing: %s (%s)",
+                peer.id,
+                peer.label,
+                peer.machine.direction.value,
+                reason.label,
+                reason.requirement,
+            )
 
     def _queue(self, peer: _Peer, data: bytes) -> None:
         if peer.sock is None:
@@ -558,6 +625,8 @@ class Node:
             self._flush(peer)  # write at once when we can: no wait for the next readiness
 
     def _arm(self, peer: _Peer, timer: Timer, deadline: float) -> None:
+        if peer.id not in self._peers:
+            return  # closed already: its timers are gone
         old = peer.timers.pop(timer, None)
         if old is not None:
             self.loop.cancel(old)
@@ -575,10 +644,11 @@ class Node:
         if isinstance(event, Established):
             n = event.negotiated
             log.info(
-                "peer %d %s established: version %d, features %#x, privacy features %#x, "
+                "peer %d %s %s established: version %d, features %#x, privacy features %#x, "
                 "user agent %r",
                 peer.id,
                 peer.label,
+                peer.machine.direction.value,
                 n.version,
                 n.features,
                 n.privacy_features,
@@ -606,9 +676,10 @@ class Node:
     def _closed(self, peer: _Peer, event: Closed) -> None:
         said = "" if event.peer_reason is None else f", peer's reason {event.peer_reason}"
         log.info(
-            "peer %d %s closed: %s (%s)%s: %s",
+            "peer %d %s %s closed: %s (%s)%s: %s",
             peer.id,
             peer.label,
+            peer.machine.direction.value,
             event.reason.label,
             event.reason.requirement,
             said,
@@ -620,7 +691,7 @@ class Node:
         self._release_socket(peer)
         del self._peers[peer.id]
         self._open[peer.machine.direction] -= 1
-        if peer.persistent and not self._stopping and event.reason not in LOCAL_REASONS:
+        if peer.persistent and not self._shutting_down and event.reason not in LOCAL_REASONS:
             self._schedule_reconnect(peer.address)
 
     def _schedule_reconnect(self, address: Address) -> None:
@@ -628,7 +699,7 @@ class Node:
 
         def reconnect() -> None:
             self._reconnects.pop(address, None)
-            if self._stopping:
+            if self._shutting_down:
                 return
             try:
                 self.connect(address[0], address[1], persistent=True)
@@ -636,4 +707,7 @@ class Node:
                 log.info("persistent %s:%s not reopened: %s", address[0], address[1], exc)
                 self._schedule_reconnect(address)
 
+        pending = self._reconnects.pop(address, None)
+        if pending is not None:
+            self.loop.cancel(pending)
         self._reconnects[address] = self.loop.call_at(deadline, reconnect)

@@ -34,7 +34,7 @@ from .machines.handshake import (
 )
 from .machines.reasons import CloseReason
 from .machines.table import markdown_table, mermaid
-from .node import ACCEPTS_PER_READY, MAX_PENDING_EVENTS, READ_CHUNK
+from .node import ACCEPT_BACKOFF, ACCEPTS_PER_READY, MAX_PENDING_EVENTS, READ_CHUNK
 from .wire import (
     DEFINED_TYPES,
     ERROR_REQUIREMENTS,
@@ -219,6 +219,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
                 MAX_PENDING_EVENTS,
                 "undelivered application events before reading pauses",
             ),
+            "ACCEPT_BACKOFF": (ACCEPT_BACKOFF, "seconds a listener rests after accept failed"),
         }
     ),
     "handshake-check-order": _check_order,

@@ -97,3 +97,29 @@ def test_a_bad_address_or_configuration_is_refused() -> None:
             [SCRIPT, "node", *args], capture_output=True, text=True, timeout=30, check=False
         )
         assert result.returncode == 2 and "error:" in result.stderr
+
+
+@pytest.mark.spec("NODE-5")
+def test_a_second_signal_cuts_a_graceful_close_short() -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.7", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    node = Running("--connect", f"127.0.0.7:{port}", "--set", "close_timeout=60")
+    try:
+        peer, _ = listener.accept()  # a peer that never ends its side
+        node.wait_for(r"outbound connected")
+        node.process.send_signal(signal.SIGINT)
+        node.wait_for(r"closing: shutting_down")
+        time.sleep(0.2)
+        assert node.process.poll() is None  # waiting for the peer, up to close_timeout
+        assert node.stop() == 0  # the second SIGINT
+        assert any("stopping at once" in line for line in node.lines)
+        peer.close()
+    finally:
+        listener.close()
+        if node.process.poll() is None:
+            node.process.kill()
+            node.process.wait()

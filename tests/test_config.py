@@ -107,3 +107,10 @@ def test_config_show_prints_every_key_with_its_source(
 def test_config_show_reports_a_refusal(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "show", "--set", "ping_interval=0"]) == 2
     assert "ping_interval" in capsys.readouterr().err
+
+
+@pytest.mark.spec("CFG-1")
+def test_a_text_key_takes_bare_text_even_when_it_looks_like_a_number() -> None:
+    assert load(None, ["user_agent=123"]).user_agent == "123"
+    assert load(None, ['user_agent="quoted/1"']).user_agent == "quoted/1"
+    assert load(None, ["privacy_level=none"]).connection_settings().privacy_level == "none"

@@ -6,6 +6,7 @@ misbehave. Every wait is bounded, and every address is on 127.0.0.0/8.
 
 from __future__ import annotations
 
+import os
 import resource
 import socket
 import time
@@ -236,10 +237,7 @@ def test_a_peer_that_stops_reading_is_closed_when_its_queue_is_full(net: Network
 
 
 @pytest.mark.spec("NODE-1", "LIM-2")
-def test_a_thousand_connections_at_once(net: Network) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < 2600:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+def test_a_thousand_connections_at_once(net: Network, descriptors: None) -> None:
     a = net.node()
     b = net.node(fast("max_inbound_connections=1001", "handshake_timeout=5"))
     address = b.listen("127.0.0.2", 0)
@@ -373,3 +371,174 @@ def test_reading_pauses_while_the_application_holds_too_many_events(
     b.events.clear()  # the application catches up: reading resumes
     assert net.run(lambda: kinds(b).count("MessageReceived") == 200 - (held - 1))
     chatty.close()
+
+
+@pytest.fixture
+def descriptors() -> Iterator[None]:
+    """Room for a few thousand sockets in this process, given back afterwards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.spec("LIM-2", "NODE-4")
+def test_a_thousand_attempts_against_the_default_limit(net: Network, descriptors: None) -> None:
+    b = net.node(fast("handshake_timeout=5", "close_timeout=30"))
+    address = b.listen("127.0.0.2", 0)
+    crowd = [RawPeer(address, source=f"127.1.{i // 250}.{1 + i % 250}") for i in range(1000)]
+    limit = b.config.max_inbound_connections
+    # The refused are told why and closed at once, without waiting close_timeout for them.
+    assert net.run(lambda: sum(raw.poll() for raw in crowd) >= 1000 - limit, timeout=20)
+    refused = [raw for raw in crowd if raw.ended]
+    assert len(refused) == 1000 - limit
+    assert all(raw.messages() == [Disconnect(CloseReason.CONNECTION_LIMIT.code)] for raw in refused)
+    assert b.inbound_count() == limit
+    for raw in crowd:
+        raw.close()
+    assert net.run(lambda: b.inbound_count() == 0, timeout=20)
+    assert net.loop.timers_pending == 0  # nothing of them is left behind
+
+
+@pytest.mark.spec("NODE-8")
+def test_connections_that_come_and_go_leave_no_timer_and_events_stay_in_order(
+    net: Network,
+) -> None:
+    b = net.node()
+    address = b.listen("127.0.0.2", 0)
+    for index in range(100):
+        raw = RawPeer(address)
+        raw.send(handshake_from(index + 100))
+        if index % 2:  # half are reset right after their handshake
+            raw.sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+        raw.close()
+    assert net.run(lambda: len(closes(b)) == 100 and not b.peer_ids, timeout=10)
+    assert net.loop.timers_pending == 0
+    seen: dict[int, list[str]] = {}
+    for event in b.events:
+        seen.setdefault(event.peer, []).append(type(event.event).__name__)
+    for kinds_of_peer in seen.values():
+        assert kinds_of_peer[-1] == "Closed" and kinds_of_peer.count("Closed") == 1
+
+
+@pytest.mark.spec("NODE-8", "CONN-25")
+def test_a_callback_that_closes_mid_batch_sends_nothing_after_the_disconnect() -> None:
+    loop = EventLoop()
+    closer: list[Node] = []
+
+    def on_event(event: NodeEvent) -> None:
+        if isinstance(event.event, MessageReceived):
+            closer[0].close(event.peer)
+
+    b = Node(fast(), loop=loop, on_event=on_event)
+    closer.append(b)
+    address = b.listen("127.0.0.2", 0)
+    raw = RawPeer(address)
+    raw.send(handshake_from(5))
+    deadline = time.monotonic() + 5
+    while not b.peer_ids and time.monotonic() < deadline:
+        loop.run_once(0.02)
+    raw.send(encode_frame(Opaque(MessageType.Inv, b"x")) + encode_frame(Ping(77)))
+    while not raw.poll() and time.monotonic() < deadline:
+        loop.run_once(0.02)
+    names = [type(m).__name__ for m in raw.messages()]
+    assert names == ["Handshake", "Pong", "Disconnect"]
+    raw.close()
+    b.shutdown(1)
+    loop.close()
+
+
+@pytest.mark.spec("PRIV-1", "PRIV-2")
+@pytest.mark.parametrize(("level", "padded"), [("standard", True), ("none", False)])
+def test_the_privacy_level_reaches_the_wire(net: Network, level: str, padded: bool) -> None:
+    b = net.node(fast(f"privacy_level={level}"))
+    raw = RawPeer(b.listen("127.0.0.2", 0))
+    raw.send(handshake_from(6))
+    assert net.run(lambda: raw.poll() or len(raw.received) > 0)
+    frames, _ = decode_frames(bytes(raw.received))
+    assert bool(frames[0].padding) is padded
+    raw.close()
+
+
+@pytest.mark.spec("NODE-7")
+def test_running_out_of_descriptors_rests_the_listener(
+    net: Network, descriptors: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    b = net.node()
+    address = b.listen("127.0.0.2", 0)
+    crowd = [RawPeer(address) for _ in range(40)]
+    time.sleep(0.1)  # all 40 wait in the backlog
+    open_now = len(os.listdir("/proc/self/fd"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 5, hard))
+    try:
+        with caplog.at_level("WARNING", logger="obscura_ref.node"):
+            net.run(lambda: False, timeout=1.0)
+        failures = [r for r in caplog.records if "accept failed" in r.getMessage()]
+        assert 1 <= len(failures) <= 4  # once per rest, not once per loop pass
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert net.run(lambda: b.inbound_count() + len(closes(b)) >= 40, timeout=5)
+    for raw in crowd:
+        raw.close()
+
+
+@pytest.mark.spec("NODE-6")
+def test_the_pause_holds_with_many_ready_peers(
+    net: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("obscura_ref.node.MAX_PENDING_EVENTS", 40)
+    b = net.node(fast("ping_interval=30", "ping_timeout=10"))
+    address = b.listen("127.0.0.2", 0)
+    peers = [RawPeer(address) for _ in range(10)]
+    message = encode_frame(Opaque(MessageType.Inv, b"x"))
+    for index, raw in enumerate(peers):
+        raw.send(handshake_from(200 + index))
+    assert net.run(lambda: len(b.events) >= 10)
+    b.events.clear()
+    for raw in peers:
+        raw.send(message * 100)
+    net.run(lambda: False, timeout=0.5)
+    assert len(b.events) <= 40 + 100  # the cap, and at most what one read delivered
+    for raw in peers:
+        raw.close()
+
+
+def test_stop_before_run_forever_is_kept(net: Network) -> None:
+    node = net.node()
+    node.stop()
+    started = time.monotonic()
+    node.run_forever()
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.spec("TYPE-1")
+def test_a_reconnect_that_cannot_open_a_socket_is_tried_again(
+    net: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = net.node(), net.node()
+    address = b.listen("127.0.0.2", 0)
+    first = a.connect(*address, persistent=True)
+    assert net.run(lambda: established(a, first) and b.inbound_count() == 1)
+    failures = [0]
+
+    class OutOfDescriptors:
+        """The socket module as the node sees it, whose first two sockets cannot be had."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(socket, name)
+
+        def socket(self, *args: object) -> socket.socket:
+            if failures[0] < 2:
+                failures[0] += 1
+                raise OSError(24, "Too many open files")
+            return socket.socket(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("obscura_ref.node.socket", OutOfDescriptors())
+    (inbound,) = b.peer_ids
+    b.close(inbound)
+    assert net.run(lambda: first not in a.peer_ids)
+    assert net.run(lambda: any(established(a, p) for p in a.peer_ids), timeout=5)
+    assert failures[0] == 2  # two attempts failed; the node lived on and tried again
