@@ -1,7 +1,7 @@
 """Ping/pong round trips per second through a node, against two echo servers that do no
 protocol work: a bare ``selectors`` loop and asyncio streams, measured in the same run.
 
-    python bench/roundtrip.py [--seconds 5] [--connections 1 100 1000]
+    python bench/roundtrip.py [--seconds 5] [--connections 1 100 1000] [--repeat 3]
 
 Each connection keeps one 80-byte Ping frame in flight (a nonce padded to 64 bytes, the size
 the node's padded Pong has); a round trip is one whole frame back. The client runs in this
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import selectors
 import socket
+import statistics
 import time
 
 from harness import client_handshake, machine, raise_descriptor_limit, ratio, read_frame, server
@@ -75,18 +76,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 100, 1000])
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each server, in turn; the median counts"
+    )
     args = parser.parse_args()
     raise_descriptor_limit()
-    print(f"round trips per second, {args.seconds:g} s each ({machine()})")
+    print(
+        f"round trips per second, median of {args.repeat} runs of {args.seconds:g} s ({machine()})"
+    )
     print(
         f"{'connections':>11} {'node':>10} {'selectors':>10} {'asyncio':>10} "
         f"{'vs selectors':>13} {'vs asyncio':>11}"
     )
     for count in args.connections:
-        rates = {}
-        for kind in ("node", "echo", "asyncio"):
-            with server(kind) as (address, _):
-                rates[kind] = round_trips_per_second(address, count, args.seconds, kind == "node")
+        runs: dict[str, list[float]] = {"node": [], "echo": [], "asyncio": []}
+        for _ in range(args.repeat):  # in turn, so that a noisy moment hits all three alike
+            for kind, results in runs.items():
+                with server(kind) as (address, _):
+                    results.append(
+                        round_trips_per_second(address, count, args.seconds, kind == "node")
+                    )
+        rates = {kind: statistics.median(results) for kind, results in runs.items()}
         print(
             f"{count:>11} {rates['node']:>10.0f} {rates['echo']:>10.0f} "
             f"{rates['asyncio']:>10.0f} {ratio(rates['node'], rates['echo']):>13} "

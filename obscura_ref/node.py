@@ -13,7 +13,6 @@ import contextlib
 import errno
 import ipaddress
 import logging
-import random
 import selectors
 import socket
 import time
@@ -52,7 +51,7 @@ from .machines.events import (
 )
 from .machines.handshake import LocalHandshake
 from .machines.nonces import OwnNonces
-from .machines.padding import RandomSource
+from .machines.padding import RandomSource, SystemRandomSource
 from .machines.reasons import LOCAL_REASONS, CloseReason
 from .wire import Opaque
 
@@ -160,7 +159,7 @@ class Node:
         self._owns_loop = loop is None
         self.loop = EventLoop(clock) if loop is None else loop
         self._wall_clock = wall_clock
-        self._rng: RandomSource = rng if rng is not None else random.SystemRandom()
+        self._rng: RandomSource = rng if rng is not None else SystemRandomSource()
         self._on_event = on_event
         self.events: deque[NodeEvent] = deque()
         self.nonces = OwnNonces()

@@ -14,7 +14,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 @pytest.mark.parametrize(
     ("script", "args", "expected"),
     [
-        ("roundtrip.py", ["--seconds", "0.2", "--connections", "2"], "vs asyncio"),
+        ("roundtrip.py", ["--seconds", "0.2", "--connections", "2", "--repeat", "1"], "vs asyncio"),
         ("handshakes.py", ["--seconds", "0.2"], "ratio"),
         ("idle.py", ["--connections", "20"], "KiB per connection"),
         ("decode.py", ["--budget", "0.01"], "ratio"),

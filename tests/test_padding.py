@@ -69,3 +69,13 @@ def test_random_below_is_in_range() -> None:
 def test_unknown_privacy_level_is_refused() -> None:
     with pytest.raises(ValueError):
         ConnectionSettings(privacy_level="paranoid")
+
+
+def test_the_system_source_gives_every_bit_width_and_refills() -> None:
+    from obscura_ref.machines.padding import SystemRandomSource
+
+    source = SystemRandomSource(refill=16)
+    values = [source.getrandbits(64) for _ in range(10)]  # crosses several refills
+    assert len(set(values)) == 10 and all(0 <= v < 2**64 for v in values)
+    assert all(0 <= source.getrandbits(k) < 2**k for k in (1, 5, 8, 13, 448))
+    assert {source.getrandbits(1) for _ in range(200)} == {0, 1}

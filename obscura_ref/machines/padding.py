@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 PRIVACY_LEVELS = ("none", "standard")
@@ -14,6 +15,25 @@ class RandomSource(Protocol):
     both provide it, and a seeded ``random.Random`` makes a run reproducible."""
 
     def getrandbits(self, k: int, /) -> int: ...
+
+
+class SystemRandomSource:
+    """The operating system's random bytes (``os.urandom``), read 4 KiB at a time so that a
+    nonce or a padding costs no system call of its own. The default source of a node."""
+
+    def __init__(self, refill: int = 4096) -> None:
+        self._refill = refill
+        self._pool = b""
+        self._used = 0
+
+    def getrandbits(self, k: int, /) -> int:
+        count = (k + 7) // 8
+        if self._used + count > len(self._pool):
+            self._pool = os.urandom(max(self._refill, count))
+            self._used = 0
+        chunk = self._pool[self._used : self._used + count]
+        self._used += count
+        return int.from_bytes(chunk, "little") >> (8 * count - k)
 
 
 def random_below(rng: RandomSource, bound: int) -> int:
