@@ -34,7 +34,9 @@ def best_rate(work: Callable[[], object], size: int, budget: float = 1.0) -> flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement")
     args = parser.parse_args()
     print(f"frame decode throughput ({machine()})")

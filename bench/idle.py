@@ -48,7 +48,9 @@ def hold(address: tuple[str, int], pid: int, count: int) -> tuple[int, int, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--connections", type=int, nargs="+", default=[1000, 10000])
     args = parser.parse_args()
     raise_descriptor_limit()

@@ -5,7 +5,7 @@
                                     or one object per line, as ``decode`` prints), as hex
     obscura-ref node [--listen HOST:PORT] [--connect HOST:PORT ...] [--persistent HOST:PORT ...]
                      [--config FILE] [--set KEY=VALUE ...] [--seed N] [--log-level LEVEL]
-                     [--log-format text|json]
+                     [--log-format text|json] [--status-interval SECONDS]
                                     run a node until SIGINT or SIGTERM
     obscura-ref config show         the effective configuration and where each value came from
     obscura-ref spec check          the traceability check; writes spec/TRACE.md
@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="HOST:PORT",
-        help="open a connection and open it again whenever it closes",
+        help="open a connection, and again reconnect_interval seconds after every close the "
+        "node did not ask for",
     )
     add_config_arguments(node)
     node.add_argument("--seed", type=int, help="seed the random source: a reproducible run")

@@ -98,7 +98,7 @@ KEYS: tuple[Key, ...] = (
         "ping_timeout",
         float,
         _TIMERS.ping_timeout,
-        "seconds a ping waits for its pong",
+        "seconds of silence, with a ping unanswered, before a close (KA-3)",
         None,
         0,
         DAY,
@@ -116,7 +116,7 @@ KEYS: tuple[Key, ...] = (
         "close_timeout",
         float,
         _TIMERS.close_timeout,
-        "seconds a closing connection may take to write what is queued",
+        "seconds a closing connection may take to write what is queued and see the peer's end",
         None,
         0,
         DAY,
@@ -207,7 +207,7 @@ class NodeConfig:
 
 def load(path: Path | None = None, overrides: list[str] | None = None) -> NodeConfig:
     """Defaults, then the TOML file at ``path``, then ``KEY=VALUE`` overrides."""
-    config = NodeConfig()  # spec: CFG-1 (each layer below replaces the one before)
+    config = NodeConfig()
     if path is not None:
         try:
             document = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -218,7 +218,7 @@ def load(path: Path | None = None, overrides: list[str] | None = None) -> NodeCo
         for name, value in document.items():
             if isinstance(value, dict):
                 raise ConfigError(name, "tables are not used; write every key at the top level")
-        config = config.with_values(document, f"file {path}")
+        config = config.with_values(document, f"file {path}")  # spec: CFG-1 (replaces)
     for item in overrides or []:
         name, sep, text = item.partition("=")
         name = name.strip()
@@ -245,9 +245,9 @@ def _parse_override(name: str, text: str) -> object:
 
 def describe(config: NodeConfig) -> list[str]:
     """One line per key: ``name = value  # source``, in TOML, for ``config show``."""
-    lines = []  # spec: CFG-4
+    lines = []
     for key in KEYS:
         value = config.values[key.name]
         text = json.dumps(value) if isinstance(value, str) else f"{value!r}"
-        lines.append(f"{key.name} = {text}  # {config.sources[key.name]}")
+        lines.append(f"{key.name} = {text}  # {config.sources[key.name]}")  # spec: CFG-4
     return lines

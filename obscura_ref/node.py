@@ -254,7 +254,9 @@ class Node:
         self._handle(peer, SendMessage(message))
 
     def close(self, peer_id: int, reason: CloseReason = CloseReason.REQUESTED) -> None:
-        """Close one connection gracefully (Disconnect with the reason, flush, close)."""
+        """Close one connection: gracefully (Disconnect with the reason, flush, close) when it
+        is handshaking or established; at once, sending nothing, while it is still
+        connecting."""
         self._handle(self._peer(peer_id), CloseRequested(reason))
 
     def status(self) -> list[PeerStatus]:

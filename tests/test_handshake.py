@@ -300,7 +300,7 @@ def test_before_the_handshake_no_frame_may_exceed_a_handshake() -> None:
     actions = machine.handle(BytesReceived(header_only), 1.0)
     assert messages_in(sent_bytes(actions)) == [Disconnect(CloseReason.INVALID_MESSAGE.code)]
     (fault,) = [a for a in actions if isinstance(a, Misbehaviour)]
-    assert fault.requirement == "WIRE-7" and "limit of 1024" in fault.detail
+    assert fault.requirement == "WIRE-15" and "limit of 1024" in fault.detail
 
 
 @pytest.mark.spec("HS-23")
@@ -310,3 +310,12 @@ def test_the_limit_lifts_for_the_frame_right_after_the_handshake() -> None:
     actions = machine.handle(BytesReceived(encode_frame(peer_handshake()) + encode_frame(big)), 1.0)
     assert machine.state.value == "established"
     assert [a.message for a in actions if isinstance(a, MessageReceived)] == [big]
+
+
+@pytest.mark.spec("WIRE-46")
+def test_a_node_sets_only_assigned_feature_bits_by_default() -> None:
+    from obscura_ref.wire import Feature, PrivacyFeature
+
+    local = LocalHandshake()
+    assert local.features & ~sum(Feature) == 0
+    assert local.privacy_features & ~sum(PrivacyFeature) == 0

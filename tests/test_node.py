@@ -25,6 +25,7 @@ from obscura_ref.wire import (
     MessageType,
     Opaque,
     Ping,
+    Pong,
     decode_frames,
     encode_frame,
 )
@@ -455,10 +456,19 @@ def test_a_callback_that_closes_mid_batch_sends_nothing_after_the_disconnect() -
 def test_the_privacy_level_reaches_the_wire(net: Network, level: str, padded: bool) -> None:
     b = net.node(fast(f"privacy_level={level}"))
     raw = RawPeer(b.listen("127.0.0.2", 0))
-    raw.send(handshake_from(6))
-    assert net.run(lambda: raw.poll() or len(raw.received) > 0)
-    frames, _ = decode_frames(bytes(raw.received))
-    assert bool(frames[0].padding) is padded
+    raw.send(handshake_from(6) + encode_frame(Ping(8)))
+
+    def two_frames() -> bool:
+        raw.poll()
+        return len(decode_frames(bytes(raw.received))[0]) >= 2
+
+    assert net.run(two_frames)
+    handshake, pong = decode_frames(bytes(raw.received))[0][:2]
+    assert pong.message == Pong(8)
+    # A pong's 8-byte nonce is padded to 64 bytes (56 of padding) under standard, not at all
+    # under none; a handshake gets 0 to 32 bytes under standard, none under none.
+    assert len(pong.padding) == (56 if padded else 0)
+    assert len(handshake.padding) <= (32 if padded else 0)
     raw.close()
 
 

@@ -50,7 +50,7 @@ def test_none_sends_no_padding() -> None:
     assert all(frame.padding == b"" for frame in frames_sent(NONE))
 
 
-@pytest.mark.spec("PRIV-1", "PRIV-3")
+@pytest.mark.spec("PRIV-1", "PRIV-3", "WIRE-32")
 def test_origin_padding_lengths_and_randomness() -> None:
     rng = random.Random(3)
     assert len(origin_padding(0, rng)) == 64 and len(origin_padding(63, rng)) == 1

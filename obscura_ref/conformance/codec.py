@@ -284,7 +284,7 @@ def generate() -> dict[str, Any]:
         "schema": SCHEMA,
         "version": VERSION,
         "description": "Codec vectors for spec/wire.md: decode `input` as one byte stream "
-        "(whole, and split at every byte, spec WIRE-12) and compare the frames and the error.",
+        "(whole, and fed one byte at a time, spec WIRE-12) and compare the frames and the error.",
         "notes": {
             "frames": "Each frame in the JSON form of `obscura-ref decode`: type, code, the "
             "fields by their spec names, bytes as lowercase hex, padding and padding_length.",

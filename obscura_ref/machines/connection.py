@@ -485,11 +485,11 @@ class PeerConnection:
     # ---- handlers: each returns the next state ------------------------------------------
 
     def _connected(self) -> ConnState:
-        self._cancel_all_timers()  # spec: CONN-3
+        self._cancel_all_timers()
         self._arm(Timer.HANDSHAKE, "handshake_timeout")  # spec: HS-21
         self._send_frame(self.handshake.start())  # spec: HS-1
         self._last_received = self._now
-        return C.HANDSHAKING
+        return C.HANDSHAKING  # spec: CONN-3
 
     def _connect_timed_out(self) -> ConnState:
         return self._closed_now(CloseReason.CONNECT_TIMEOUT, "no TCP connection")  # spec: CONN-2

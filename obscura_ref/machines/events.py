@@ -108,7 +108,8 @@ class SendBytes:
 @dataclass(frozen=True)
 class CloseTransport:
     """Write everything queued, then end the sending side; keep reading and discarding until
-    the peer ends its side (spec: NODE-4); then close and report TransportClosed."""
+    the peer ends its side (spec: NODE-4; a connection refused at admission is not waited
+    for); then close and report TransportClosed."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ class UnsolicitedPong:
 
 @dataclass(frozen=True)
 class Misbehaviour:
-    """The peer broke a rule; the manager turns these into scores and bans."""
+    """The peer broke a rule: the reason and the requirement it broke, for scoring and bans."""
 
     reason: CloseReason
     requirement: str

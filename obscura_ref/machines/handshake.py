@@ -33,7 +33,7 @@ class LocalHandshake:
 
     version: int = PROTOCOL_VERSION
     min_compatible_version: int = MIN_COMPATIBLE_VERSION
-    features: int = 0x01
+    features: int = 0x01  # spec: WIRE-46 (only assigned bits: BasicTransactions)
     privacy_features: int = 0
     user_agent: str = f"obscura-ref/{__version__}"
     best_block_hash: bytes = bytes(32)
@@ -156,7 +156,7 @@ class HandshakeProtocol:
     # Handlers: each returns the next state.
 
     def _send_first(self) -> HandshakeState:
-        return H.AWAITING_REPLY  # spec: HS-1
+        return H.AWAITING_REPLY  # the connection machine sends it first (connection.py)
 
     def _check_reply(self) -> HandshakeState:
         return self._judge(reply=None)
@@ -195,7 +195,8 @@ def negotiate(local: LocalHandshake, peer: Handshake) -> Negotiated:
     return Negotiated(
         version=min(local.version, peer.version),  # spec: HS-15
         features=local.features & peer.features,  # spec: HS-16
-        privacy_features=local.privacy_features & peer.privacy_features,  # spec: HS-16
+        # spec: HS-16, WIRE-47 (a bitwise AND: each bit is one flag, negotiated on its own)
+        privacy_features=local.privacy_features & peer.privacy_features,
         peer_version=peer.version,
         peer_user_agent=peer.user_agent,  # spec: HS-17
         peer_best_block_hash=peer.best_block_hash,

@@ -46,7 +46,8 @@ def random_below(rng: RandomSource, bound: int) -> int:
 
 
 def random_bytes(rng: RandomSource, count: int) -> bytes:
-    return rng.getrandbits(8 * count).to_bytes(count, "little") if count else b""  # spec: PRIV-3
+    # spec: PRIV-3, WIRE-32 (padding comes from the random source)
+    return rng.getrandbits(8 * count).to_bytes(count, "little") if count else b""
 
 
 def origin_padding(payload_length: int, rng: RandomSource) -> bytes:

@@ -44,7 +44,7 @@ class CloseReason(Enum):
         20, True, False, "HS-22", "the handshake did not complete within handshake_timeout"
     )
     PING_TIMEOUT = ReasonInfo(
-        21, True, False, "KA-3", "no pong echoed the outstanding ping within ping_timeout"
+        21, True, False, "KA-3", "a ping went unanswered and nothing arrived for ping_timeout"
     )
     INACTIVITY_TIMEOUT = ReasonInfo(
         22, True, False, "KA-6", "no byte was received for inactivity_timeout"
@@ -85,7 +85,7 @@ def reason_for_code(code: int) -> CloseReason | None:
     return _BY_CODE.get(code)
 
 
-# Reasons a local caller may give to PeerConnection.close (spec: CONN-20).
+# Reasons a local caller may give in a CloseRequested event (spec: CONN-20).
 LOCAL_REASONS = frozenset(
     {CloseReason.REQUESTED, CloseReason.SHUTTING_DOWN, CloseReason.CONNECTION_LIMIT}
 )

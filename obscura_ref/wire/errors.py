@@ -39,16 +39,15 @@ ERROR_REQUIREMENTS: dict[ErrorCode, str] = {
 
 
 class DecodeError(Exception):
-    """Bytes from a peer that break a rule of spec/wire.md; ``code`` names the rule."""
+    """Bytes from a peer that break a rule of spec/wire.md: ``code`` is the error code, and
+    ``requirement`` the rule broken (the code's own, unless a rule that reuses the code, such
+    as WIRE-15 for ``payload_too_large``, is named)."""
 
-    def __init__(self, code: ErrorCode, detail: str) -> None:
-        super().__init__(f"{code.value} ({code.requirement}): {detail}")
+    def __init__(self, code: ErrorCode, detail: str, requirement: str | None = None) -> None:
+        self.requirement = requirement or code.requirement
+        super().__init__(f"{code.value} ({self.requirement}): {detail}")
         self.code = code
         self.detail = detail
-
-    @property
-    def requirement(self) -> str:
-        return self.code.requirement
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DecodeError) and (self.code, self.detail) == (

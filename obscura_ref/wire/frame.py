@@ -72,7 +72,7 @@ def check_magic(received: Payload, offset: int) -> None:
 
 def check_header(header: Payload, limit: int = MAX_PAYLOAD) -> tuple[MessageType, int, bytes]:
     """The message type, payload length and checksum of a complete 16-byte header whose magic
-    has passed ``check_magic``, checked in the order of spec/wire.md section 2.1 (rows 2 to 4)."""
+    has passed ``check_magic``, checked in the order of spec/wire.md section 2.1 (rows 2 to 5)."""
     _, code, length, expected = _HEADER.unpack(header)
     message_type = lookup_type(code)  # spec: WIRE-10 (type, general limit, handshake limit)
     if message_type is None:  # spec: WIRE-6
@@ -90,13 +90,14 @@ def check_header(header: Payload, limit: int = MAX_PAYLOAD) -> tuple[MessageType
         raise DecodeError(
             ErrorCode.PAYLOAD_TOO_LARGE,
             f"payload_length {length} exceeds this connection's current limit of {limit}",
+            "WIRE-15",
         )
     return message_type, length, expected
 
 
 def decode_body(message_type: MessageType, expected: bytes, payload: Payload) -> Frame:
     """The frame whose header has passed ``check_header``, from its whole payload
-    (spec/wire.md section 2.1, rows 5 and 6)."""
+    (spec/wire.md section 2.1, rows 6 and 7)."""
     actual = checksum(payload)  # spec: WIRE-10 (the checksum before any payload field)
     if actual != expected:  # spec: WIRE-9
         raise DecodeError(
@@ -208,7 +209,7 @@ class FrameDecoder:
                         check_magic(piece, len(self._buffer))  # spec: WIRE-5 (as bytes arrive)
                     self._buffer += piece
                 header, self._buffer = self._buffer, bytearray()
-            # spec: WIRE-6, WIRE-7, WIRE-8 (from the header, before any payload byte is held)
+            # spec: WIRE-6, WIRE-7, WIRE-8, WIRE-15 (from the header, before any payload byte)
             self._header = check_header(header, self.max_payload)
         message_type, length, expected = self._header
         payload: Payload

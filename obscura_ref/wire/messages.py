@@ -1,7 +1,8 @@
 """The messages of spec/wire.md as frozen dataclasses, and their payload codecs.
 
-A message object is always valid to send: its constructor checks every field against its range
-and its limit, so a decoded message and a hand-built one obey the same rules.
+A message object's fields are always valid: its constructor checks every field against its
+range and its limit, so a decoded message and a hand-built one obey the same rules. The limits
+on a whole frame (spec: WIRE-4, WIRE-41) are checked by ``encode_frame``.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class Feature(IntFlag):
     I2PSupport = 0x20
 
 
-class PrivacyFeature(IntFlag):
+class PrivacyFeature(IntFlag):  # spec: WIRE-47 (one bit per flag)
     """Table 5.2: bits of the handshake's ``privacy_features``. Every member is one bit; the
     origin's multi-bit ``Dandelion`` (0x41) is not a flag here (spec/errata.md E-3)."""
 
@@ -79,8 +79,4 @@ class PrivacyFeature(IntFlag):
 def flag_names(flags: type[IntFlag], value: int) -> list[str]:
     """The names of the assigned bits set in ``value``, lowest bit first; each bit is read on
     its own, never as part of a multi-bit member."""
-    return [
-        member.name or ""
-        for member in flags
-        if value & member.value  # spec: WIRE-47
-    ]
+    return [member.name or "" for member in flags if value & member.value]
