@@ -307,13 +307,8 @@ class Node:
         self.loop.run_once(max_wait)
 
     def run_until(self, done: Callable[[], bool], timeout: float) -> bool:
-        deadline = self.loop.clock() + timeout
-        while not done():
-            left = deadline - self.loop.clock()
-            if left <= 0:
-                return done()
-            self.step(min(left, 0.2))
-        return True
+        """Run until ``done()`` holds or ``timeout`` seconds pass; returns ``done()``."""
+        return self.loop.run_until(done, timeout)
 
     def run_forever(self) -> None:
         """Run until ``stop`` is called (a signal handler may call it, even before this)."""

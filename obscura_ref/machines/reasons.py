@@ -77,14 +77,6 @@ class CloseReason(Enum):
         return self.value.requirement
 
 
-_BY_CODE = {reason.code: reason for reason in CloseReason}
-
-
-def reason_for_code(code: int) -> CloseReason | None:
-    """The registered reason with this code, or None for a code this node does not know."""
-    return _BY_CODE.get(code)
-
-
 # Reasons a local caller may give in a CloseRequested event (spec: CONN-20).
 LOCAL_REASONS = frozenset(
     {CloseReason.REQUESTED, CloseReason.SHUTTING_DOWN, CloseReason.CONNECTION_LIMIT}

@@ -28,8 +28,6 @@ _HANDSHAKE_TAIL = struct.Struct("<32sQQ")  # best_block_hash, best_block_height,
 _NONCE = struct.Struct("<Q")  # Ping and Pong, spec/wire.md section 6
 _REASON = struct.Struct("<H")  # Disconnect, spec/wire.md section 7
 
-HANDSHAKE_MIN_SIZE = _HANDSHAKE_HEAD.size + _HANDSHAKE_TAIL.size  # 70: empty user agent
-
 Payload = bytes | bytearray | memoryview  # what the decoders read from
 
 
