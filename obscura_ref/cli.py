@@ -262,12 +262,15 @@ def _input_error(detail: str) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    text = "".join(_argument_text(args.hex).split())
-    try:
-        data = bytes.fromhex(text)
-    except ValueError as exc:
-        return _input_error(f"not hex: {exc}")
-    frames, error = decode_frames(data)
+    given = _argument_text(args.hex)
+    for position, char in enumerate(given):  # whitespace anywhere is ignored
+        if not (char in "0123456789abcdefABCDEF" or char.isspace()):
+            return _input_error(f"not hex: {char!r} at position {position} (from 0)")
+    text = "".join(given.split())
+    if len(text) % 2:
+        return _input_error(f"not hex: an odd number of hex digits ({len(text)})")
+    # An empty stream is a valid stream with no frames: nothing to print, status 0.
+    frames, error = decode_frames(bytes.fromhex(text))
     for frame in frames:
         _print(frame_to_json(frame))
     if error is not None:
@@ -275,8 +278,6 @@ def _decode(args: argparse.Namespace) -> int:
             {"error": error.code.value, "requirement": error.requirement, "detail": error.detail}
         )
         return 1
-    if not frames:
-        return _input_error("no bytes to decode")
     return 0
 
 

@@ -38,15 +38,15 @@ def test_decode_prints_every_field_by_its_spec_name(capsys: pytest.CaptureFixtur
             "type": "Handshake",
             "code": 1,
             "version": 1,
-            "timestamp": 1_700_000_000,
+            "timestamp": "1700000000",
             "features": 3,
             "features_flags": ["BasicTransactions", "PrivacyFeatures"],
             "privacy_features": 0x41,
             "privacy_features_flags": ["TransactionObfuscation", "I2P"],
             "user_agent": "Obscura/1",
             "best_block_hash": bytes(range(32)).hex(),
-            "best_block_height": 7,
-            "nonce": 99,
+            "best_block_height": "7",
+            "nonce": "99",
             "padding_length": 2,
             "padding": "0102",
         }
@@ -57,7 +57,7 @@ def test_decode_reads_stdin_and_ignores_whitespace(capsys: pytest.CaptureFixture
     hex_text = encode_frame(Ping(5)).hex()
     status, lines = run(["decode", "-"], capsys, stdin=f"{hex_text[:10]}\n {hex_text[10:]}\n")
     assert status == 0 and lines == [
-        {"type": "Ping", "code": 2, "nonce": 5, "padding_length": 0, "padding": ""}
+        {"type": "Ping", "code": 2, "nonce": "5", "padding_length": 0, "padding": ""}
     ]
 
 
@@ -73,12 +73,67 @@ def test_decode_error_prints_code_requirement_and_detail(
     assert "checksum" in lines[1]["detail"]
 
 
-@pytest.mark.parametrize("argument", ["zz", "abc", ""])
+@pytest.mark.parametrize(
+    ("argument", "detail"),
+    [
+        ("zz", "not hex: 'z' at position 0 (from 0)"),
+        ("4f 42x5", "not hex: 'x' at position 5 (from 0)"),
+        ("abc", "not hex: an odd number of hex digits (3)"),
+        ("4f42 5", "not hex: an odd number of hex digits (5)"),
+    ],
+)
 def test_decode_refuses_input_that_is_not_hex(
-    argument: str, capsys: pytest.CaptureFixture[str]
+    argument: str, detail: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status, lines = run(["decode", argument], capsys)
-    assert status == 1 and lines[0]["error"] == "invalid_input"
+    assert status == 1
+    assert lines == [{"error": "invalid_input", "requirement": None, "detail": detail}]
+
+
+@pytest.mark.parametrize("argument", ["", " \n\t "])
+def test_decode_of_an_empty_stream_prints_nothing_and_succeeds(
+    argument: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["decode", argument]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_decode_of_an_empty_stdin_prints_nothing_and_succeeds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert output_of(["decode", "-"], capsys, stdin="\n") == ""
+
+
+def test_decode_writes_every_u64_as_a_decimal_string(capsys: pytest.CaptureFixture[str]) -> None:
+    # Above 2**53 a JSON number loses digits in JavaScript's JSON.parse; a string does not.
+    status, lines = run(["decode", encode_frame(Pong(2**64 - 1)).hex()], capsys)
+    assert status == 0 and lines[0]["nonce"] == "18446744073709551615"
+
+
+@pytest.mark.parametrize("nonce", ['"18446744073709551615"', "18446744073709551615"])
+def test_encode_reads_a_u64_as_a_string_or_an_integer(
+    nonce: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = f'{{"type": "Ping", "nonce": {nonce}}}'
+    assert output_of(["encode", document], capsys).strip() == encode_frame(Ping(2**64 - 1)).hex()
+
+
+def test_encode_reads_u64_strings_in_a_handshake(capsys: pytest.CaptureFixture[str]) -> None:
+    document = {
+        "type": "Handshake",
+        "version": 1,
+        "timestamp": "1700000000",
+        "features": 3,
+        "privacy_features": 0x41,
+        "user_agent": "Obscura/1",
+        "best_block_hash": bytes(range(32)).hex(),
+        "best_block_height": "7",
+        "nonce": "0",
+    }
+    expected = encode_frame(
+        Handshake(1, 1_700_000_000, 3, 0x41, "Obscura/1", bytes(range(32)), 7, 0)
+    )
+    assert output_of(["encode", json.dumps(document)], capsys).strip() == expected.hex()
 
 
 def output_of(argv: list[str], capsys: pytest.CaptureFixture[str], stdin: str = "") -> str:
@@ -116,7 +171,24 @@ def test_encode_accepts_an_array_and_minimal_objects(capsys: pytest.CaptureFixtu
         ('{"type": "Ping", "nonce": 1, "colour": "red"}', "colour"),
         ('{"type": "Nope", "nonce": 1}', "type"),
         ('{"type": "Ping", "nonce": -1}', "nonce"),
-        ('{"type": "Ping", "nonce": "1"}', "nonce"),
+        ('{"type": "Ping", "nonce": 18446744073709551616}', "nonce"),
+        ('{"type": "Ping", "nonce": "18446744073709551616"}', "nonce"),
+        ('{"type": "Ping", "nonce": "99999999999999999999999"}', "nonce"),
+        ('{"type": "Ping", "nonce": "1' + "0" * 5000 + '"}', "nonce"),
+        ('{"type": "Ping", "nonce": "01"}', "nonce"),
+        ('{"type": "Ping", "nonce": "-1"}', "nonce"),
+        ('{"type": "Ping", "nonce": "+1"}', "nonce"),
+        ('{"type": "Ping", "nonce": " 1"}', "nonce"),
+        ('{"type": "Ping", "nonce": "1 "}', "nonce"),
+        ('{"type": "Ping", "nonce": ""}', "nonce"),
+        ('{"type": "Ping", "nonce": "0x1"}', "nonce"),
+        ('{"type": "Ping", "nonce": "1e3"}', "nonce"),
+        ('{"type": "Ping", "nonce": "\u0661"}', "nonce"),
+        ('{"type": "Ping", "nonce": 1.0}', "nonce"),
+        ('{"type": "Ping", "nonce": true}', "nonce"),
+        ('{"type": "Ping", "nonce": null}', "nonce"),
+        ('{"type": "Pong", "nonce": [1]}', "nonce"),
+        ('{"type": "Disconnect", "reason": "1"}', "reason"),
         ('{"type": "Ping", "code": 3, "nonce": 1}', "code"),
         ('{"type": "Ping", "nonce": 1, "padding": "0", "padding_length": 1}', "padding"),
         ('{"type": "Ping", "nonce": 1, "padding": "00", "padding_length": 2}', "padding_length"),

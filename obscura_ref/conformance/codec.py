@@ -3,6 +3,11 @@
 The inputs are built here; the expected results are whatever the reference decoder produces,
 so ``generate`` derives the file and ``check_vectors`` proves the checked-in file still agrees
 with the reference, whole and split into single bytes (spec: WIRE-12).
+
+A codec case decodes bytes, so it can check only what a receiver does: it claims receiver rules
+and the payload layouts, never a sender's rule (those are for session vectors). Every number in
+the file stays within 2**53 (u64 fields are decimal strings, see ``wire.jsonform``), so any JSON
+parser reads it exactly.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from ..wire import (
 from ..wire.jsonform import frame_to_json
 
 SCHEMA = "codec.schema.json"
-VERSION = 1
+VERSION = 2  # 2: u64 fields as decimal strings
 VECTOR_FILE = Path("conformance") / "vectors" / "codec.json"
 
 _HASH = bytes(range(32))
@@ -75,10 +80,10 @@ def _cases() -> list[tuple[str, str, list[tuple[str, list[str], bytes]]]]:
     ping = encode_frame(Ping(7))
     handshake = encode_frame(_handshake())
     valid = [
-        ("ping, no padding", ["WIRE-1", "WIRE-2", "WIRE-3", "WIRE-50"], ping),
+        ("ping, no padding", ["WIRE-50"], ping),
         (
-            "pong padded to 64 payload bytes, as the origin pads",
-            ["WIRE-30", "WIRE-31", "WIRE-50"],
+            "pong padded to 64 payload bytes, as the origin pads; the nonce is 2**64 - 1",
+            ["WIRE-30", "WIRE-50"],
             encode_frame(Pong(0xFFFF_FFFF_FFFF_FFFF), bytes(range(56))),
         ),
         ("handshake as the origin sends it, user agent Obscura/1", ["WIRE-40"], handshake),
@@ -180,7 +185,7 @@ def _cases() -> list[tuple[str, str, list[tuple[str, list[str], bytes]]]]:
         ),
         (
             "checksum over the payload without its padding",
-            ["WIRE-3", "WIRE-9"],
+            ["WIRE-9"],
             raw_frame(
                 MessageType.Ping, Ping(7).encode() + b"\x00", check=checksum(Ping(7).encode())
             ),
@@ -239,9 +244,47 @@ def _cases() -> list[tuple[str, str, list[tuple[str, list[str], bytes]]]]:
             raw_frame(MessageType.Handshake, _handshake_head(2) + b"\xc3\x28"),
         ),
     ]
+    # Added in version 2, after the others so that earlier case numbers stay as they were.
+    boundaries = [
+        (
+            # Implementers tripped on this: a UTF-8 decoder that strips a leading byte-order
+            # mark (Python's utf-8-sig, say) loses a character the peer sent.
+            "handshake whose user agent begins with a byte-order mark (EF BB BF): valid, and "
+            "the decoded user_agent keeps U+FEFF, which must not be stripped",
+            ["WIRE-40", "WIRE-44"],
+            encode_frame(_handshake("\ufeffObscura/1")),
+        ),
+        (
+            # A stream that ends before its first byte ends between frames, not inside one.
+            "an empty stream: valid, no frames and no error",
+            ["WIRE-11"],
+            b"",
+        ),
+        (
+            # WIRE-7's limit is inclusive: a decoder that rejects the header here says
+            # payload_too_large, one that accepts it runs out of stream inside the frame.
+            "Blocks header announcing exactly MAX_PAYLOAD (10485760) bytes, none sent: the "
+            "header passes and the stream ends inside the frame",
+            ["WIRE-7", "WIRE-11"],
+            raw_frame(MessageType.Blocks, b"", length=MAX_PAYLOAD),
+        ),
+        (
+            # Passes the general limit (inclusive) and fails the handshake limit after it.
+            "handshake header announcing exactly MAX_PAYLOAD (10485760) bytes: within the "
+            "general limit, past the handshake limit",
+            ["WIRE-8", "WIRE-10"],
+            raw_frame(MessageType.Handshake, b"", length=MAX_PAYLOAD),
+        ),
+    ]
     return [
         ("valid", "Streams that decode completely.", valid),
         ("invalid", "Streams that end with an error; frames before the error are listed.", invalid),
+        (
+            "boundaries",
+            "Boundaries implementers have got wrong: a byte-order mark, an empty stream, a "
+            "length of exactly MAX_PAYLOAD.",
+            boundaries,
+        ),
     ]
 
 
@@ -250,6 +293,7 @@ def decode_case(data: bytes, chunk: int | None = None) -> dict[str, Any]:
     decoder = FrameDecoder()
     items = []
     step = chunk or max(1, len(data))
+    # An empty stream (input "") is fed nothing and then ends: valid, with no frames.
     for start in range(0, len(data), step):
         items += decoder.feed(data[start : start + step])
         if decoder.error is not None:
@@ -288,6 +332,9 @@ def generate() -> dict[str, Any]:
         "notes": {
             "frames": "Each frame in the JSON form of `obscura-ref decode`: type, code, the "
             "fields by their spec names, bytes as lowercase hex, padding and padding_length.",
+            "numbers": "u64 fields (timestamp, best_block_height, nonce) are decimal strings, "
+            "so every JSON number in this file is an integer within 2**53 and any parser "
+            "reads it exactly.",
             "error": "For result 'invalid': the one error code of spec/wire.md section 8.",
         },
         "numberOfTests": number,
@@ -296,7 +343,9 @@ def generate() -> dict[str, Any]:
 
 
 def render() -> str:
-    return json.dumps(generate(), indent=1, ensure_ascii=False) + "\n"
+    text = json.dumps(generate(), indent=1, ensure_ascii=False)
+    # U+FEFF is invisible and tools strip it: written as an escape, a reader sees it is there.
+    return text.replace("\ufeff", "\\ufeff") + "\n"
 
 
 def write_vectors(root: Path) -> list[Path]:

@@ -4,33 +4,39 @@ One object per frame: ``type`` (the registry name) and ``code``, every defined f
 name (bytes as lowercase hex), ``padding`` (hex) and ``padding_length``. Flag fields also get a
 ``<field>_flags`` list of the names of the assigned bits set. Keys that can be derived (``code``,
 ``padding_length``, ``*_flags``) are optional on input and, when given, must agree.
+
+A u64 field is written as a decimal string: a JSON number above 2**53 may lose its low digits in
+any parser that reads numbers as IEEE doubles (JavaScript's among them), so every number this
+form writes stays within 2**53. On input a u64 field may be that string or a JSON integer.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .errors import EncodeError
 from .frame import Frame
-from .messages import Disconnect, Handshake, Message, Opaque, Ping, Pong
+from .messages import U64_MAX, Disconnect, Handshake, Message, Opaque, Ping, Pong
 from .registry import Feature, MessageType, PrivacyFeature, flag_names, lookup_type
 
 JsonObject = dict[str, Any]
 
-# Fields of each defined message in spec order, and how each is written in JSON.
+# Fields of each defined message in spec order, and how each is written in JSON: "int" a JSON
+# number (u16 and u32, all below 2**53), "u64" a decimal string, "str" text, "hex" bytes.
 _FIELDS: dict[MessageType, tuple[tuple[str, str], ...]] = {
     MessageType.Handshake: (
         ("version", "int"),
-        ("timestamp", "int"),
+        ("timestamp", "u64"),
         ("features", "int"),
         ("privacy_features", "int"),
         ("user_agent", "str"),
         ("best_block_hash", "hex"),
-        ("best_block_height", "int"),
-        ("nonce", "int"),
+        ("best_block_height", "u64"),
+        ("nonce", "u64"),
     ),
-    MessageType.Ping: (("nonce", "int"),),
-    MessageType.Pong: (("nonce", "int"),),
+    MessageType.Ping: (("nonce", "u64"),),
+    MessageType.Pong: (("nonce", "u64"),),
     MessageType.Disconnect: (("reason", "int"),),
 }
 _CLASSES: dict[MessageType, Any] = {
@@ -41,6 +47,8 @@ _CLASSES: dict[MessageType, Any] = {
 }
 _OPAQUE_FIELDS = (("payload", "hex"),)
 _FLAG_FIELDS = {"features": Feature, "privacy_features": PrivacyFeature}
+# The one decimal form of a u64: digits only, no sign, no leading zero but in "0" itself.
+_CANONICAL_DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
 
 def frame_to_json(frame: Frame) -> JsonObject:
@@ -48,7 +56,7 @@ def frame_to_json(frame: Frame) -> JsonObject:
     out: JsonObject = {"type": message.message_type.name, "code": int(message.message_type)}
     for name, kind in _fields_of(message.message_type):
         value = getattr(message, name)
-        out[name] = value.hex() if kind == "hex" else value
+        out[name] = value.hex() if kind == "hex" else str(value) if kind == "u64" else value
         if name in _FLAG_FIELDS:
             out[f"{name}_flags"] = flag_names(_FLAG_FIELDS[name], value)
     out["padding_length"] = len(frame.padding)
@@ -117,9 +125,27 @@ def _read_value(name: str, kind: str, value: object) -> object:
             raise EncodeError(name, f"is not hex: {exc}") from exc
     if kind == "str" and not isinstance(value, str):
         raise EncodeError(name, "must be a string")
+    if kind == "u64":
+        return _read_u64(name, value)
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
         raise EncodeError(name, f"must be an integer, got {value!r}")
     return value
+
+
+def _read_u64(name: str, value: object) -> int:
+    """A u64 given as its canonical decimal string or as a JSON integer; the message's own
+    constructor checks the range."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str) or not _CANONICAL_DECIMAL.fullmatch(value):
+        raise EncodeError(
+            name,
+            f"must be an integer or a string of decimal digits with no sign and no leading zero "
+            f'(such as "42"), got {value!r}',
+        )
+    if len(value) > len(str(U64_MAX)):  # checked here: int() refuses strings of 4300+ digits
+        raise EncodeError(name, f"has {len(value)} digits, more than any u64 (at most {U64_MAX})")
+    return int(value)
 
 
 def _check_derived(given: dict[str, Any], derived: JsonObject) -> None:
