@@ -4,6 +4,11 @@ It reads the requirements of ``spec/*.md`` (the one form ``spec/README.md`` docu
 ``# spec: ID`` citations in ``obscura_ref/``, the ``@pytest.mark.spec(ID, ...)`` marks in
 ``tests/`` and the ``requirements`` lists of the cases in ``conformance/vectors/``. It reports
 every problem and renders ``spec/TRACE.md``, one row per requirement.
+
+Each requirement names how it can be checked from outside the node: by ``codec``, ``session``
+or ``decision`` vectors, or ``local`` (nothing outside can see it). An enforced requirement that
+can be seen from outside needs a vector of one of its kinds, and a vector may claim only a
+requirement of its own kind, read from the file's ``schema``.
 """
 
 from __future__ import annotations
@@ -19,9 +24,18 @@ KEYWORDS = ("MUST NOT", "MUST", "SHOULD NOT", "SHOULD", "MAY")
 # Levels that fail the check when uncited or untested; the others are reported only.
 ENFORCED = frozenset({"MUST", "MUST NOT"})
 
+# How a requirement can be checked from outside the node, in the one order a line lists them;
+# LOCAL stands alone: nothing outside the node can observe the requirement.
+VECTOR_KINDS = ("codec", "session", "decision")
+LOCAL = "local"
+# The kind of a vector file, from its `schema` field.
+SCHEMA_KINDS = {f"{kind}.schema.json": kind for kind in VECTOR_KINDS}
+
 _ID = r"[A-Z]+-[1-9][0-9]*"  # no leading zeros: AB-01 would be a second spelling of AB-1
+# The kinds are checked apart (_parse_kinds), so that a wrong one gets a message of its own.
 _DEFINITION = re.compile(
-    rf"^- \*\*(?P<id>{_ID})\*\* \((?P<level>{'|'.join(KEYWORDS)})\) (?P<text>\S.*)$"
+    rf"^- \*\*(?P<id>{_ID})\*\* \((?P<level>{'|'.join(KEYWORDS)})(?P<kinds>[^)]*)\) "
+    r"(?P<text>\S.*)$"
 )
 # Anything that starts like a definition (in a list, a quote, a numbered list or a paragraph).
 _LOOKS_LIKE_DEFINITION = re.compile(r"^\s*(?:[-*+]\s+|>\s*|\d+[.)]\s+)?\*\*[A-Z]+-\d+\*\*")
@@ -41,17 +55,25 @@ class Requirement:
     level: str
     text: str
     where: str  # spec file and line
+    kinds: tuple[str, ...]  # vector kinds in the order of VECTOR_KINDS, or (LOCAL,)
     code: set[str] = field(default_factory=set)
     tests: set[str] = field(default_factory=set)
     vectors: set[str] = field(default_factory=set)
+
+    @property
+    def local(self) -> bool:
+        return self.kinds == (LOCAL,)
 
     @property
     def status(self) -> str:
         missing = []
         if not self.code:
             missing.append("citation")
-        if not (self.tests or self.vectors):
-            missing.append("test or vector")
+        if self.local:
+            if not (self.tests or self.vectors):
+                missing.append("test or vector")
+        elif not self.vectors:  # only vectors of its kinds are counted (check)
+            missing.append("vector")
         return "complete" if not missing else "missing " + " and ".join(missing)
 
 
@@ -72,10 +94,11 @@ def check(root: Path) -> Report:
     if not spec_dir.is_dir():
         return Report({}, [f"no spec/ folder under {root}"])
     requirements = _read_spec(root, spec_dir, problems)
+    vector_kinds: dict[str, str | None] = {}
     cited = {
         "code": _read_code(root, root / "obscura_ref", problems),
         "test": _read_tests(root, root / "tests", problems),
-        "vector": _read_vectors(root, root / "conformance" / "vectors", problems),
+        "vector": _read_vectors(root, root / "conformance" / "vectors", problems, vector_kinds),
     }
     for kind, citations in cited.items():
         for location, ids in sorted(citations.items()):
@@ -86,6 +109,17 @@ def check(root: Path) -> Report:
                         f"{location}: {kind} cites {req_id}, which spec/ does not define"
                     )
                     continue
+                if kind == "vector":
+                    vector_kind = vector_kinds[location]
+                    if vector_kind is None:
+                        continue  # the file's unknown schema is reported already
+                    if vector_kind not in requirement.kinds:
+                        path, _, case = location.partition("#")
+                        problems.append(
+                            f"{path} case {case}: a {vector_kind} case cannot claim {req_id}, "
+                            f"which is checked by {', '.join(requirement.kinds)}"
+                        )
+                        continue
                 {
                     "code": requirement.code,
                     "test": requirement.tests,
@@ -159,6 +193,10 @@ def _read_spec(root: Path, spec_dir: Path, problems: list[str]) -> dict[str, Req
                     )
                 continue
             req_id, level, text_ = match["id"], match["level"], match["text"]
+            kinds = _parse_kinds(match["kinds"])
+            if isinstance(kinds, str):
+                problems.append(f"{where}: malformed requirement: {req_id} {kinds}")
+                continue
             keywords = _RFC2119.findall(_CODE_SPAN.sub("", text_))
             if keywords != [level]:
                 problems.append(
@@ -170,8 +208,26 @@ def _read_spec(root: Path, spec_dir: Path, problems: list[str]) -> dict[str, Req
                     f"{where}: {req_id} is defined twice (first at {requirements[req_id].where})"
                 )
                 continue
-            requirements[req_id] = Requirement(req_id, level, text_, where)
+            requirements[req_id] = Requirement(req_id, level, text_, where, kinds)
     return requirements
+
+
+def _parse_kinds(text: str) -> tuple[str, ...] | str:
+    """The kinds after a level (``", session, decision"``), or what is wrong with them."""
+    allowed = f"{', '.join(VECTOR_KINDS)} or {LOCAL}"
+    if not text:
+        return f"names no check kind after its level ({allowed}; see spec/README.md)"
+    if not text.startswith(", "):
+        return f"has {text!r} after its level; write `(LEVEL, kind, ...)` (see spec/README.md)"
+    kinds = tuple(text[2:].split(", "))
+    unknown = [kind for kind in kinds if kind not in (*VECTOR_KINDS, LOCAL)]
+    if unknown:
+        return f"names unknown check kinds {unknown}; use {allowed}"
+    if LOCAL in kinds and len(kinds) > 1:
+        return f"names {LOCAL} with other kinds; {LOCAL} stands alone"
+    if kinds != tuple(kind for kind in (*VECTOR_KINDS, LOCAL) if kind in kinds):
+        return f"names {', '.join(kinds)}; list each kind once, in the order {allowed}"
+    return kinds
 
 
 def _read_code(root: Path, code_dir: Path, problems: list[str]) -> dict[str, set[str]]:
@@ -259,8 +315,11 @@ def _read_tests(root: Path, tests_dir: Path, problems: list[str]) -> dict[str, s
     return found
 
 
-def _read_vectors(root: Path, vectors_dir: Path, problems: list[str]) -> dict[str, set[str]]:
-    """IDs from the ``requirements`` of every case (an object with a ``tcId``)."""
+def _read_vectors(
+    root: Path, vectors_dir: Path, problems: list[str], kinds: dict[str, str | None]
+) -> dict[str, set[str]]:
+    """IDs from the ``requirements`` of every case (an object with a ``tcId``); ``kinds`` gets
+    each case's vector kind, from its file's ``schema`` (None when that is unknown)."""
     found: dict[str, set[str]] = {}
     for path in sorted(vectors_dir.rglob("*.json")) if vectors_dir.is_dir() else []:
         relative = path.relative_to(root).as_posix()
@@ -269,6 +328,13 @@ def _read_vectors(root: Path, vectors_dir: Path, problems: list[str]) -> dict[st
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             problems.append(f"{relative}: not JSON: {exc}")
             continue
+        schema = document.get("schema") if isinstance(document, dict) else None
+        kind = SCHEMA_KINDS.get(schema) if isinstance(schema, str) else None
+        if kind is None:
+            problems.append(
+                f"{relative}: unknown schema {schema!r}; a vector file names one of "
+                f"{sorted(SCHEMA_KINDS)}"
+            )
         for case in _cases(document):
             ids = case.get("requirements", [])
             tc_id = case["tcId"]
@@ -279,6 +345,7 @@ def _read_vectors(root: Path, vectors_dir: Path, problems: list[str]) -> dict[st
                 problems.append(f"{relative}: case {tc_id}: requirements must be strings")
                 continue
             found.setdefault(f"{relative}#{tc_id}", set()).update(ids)
+            kinds[f"{relative}#{tc_id}"] = kind
     return found
 
 
@@ -312,14 +379,14 @@ def render_trace(report: Report) -> str:
     )
     rows += [
         "",
-        "| ID | level | requirement | code | tests | vectors | status |",
-        "|---|---|---|---|---|---|---|",
+        "| ID | level | checked by | requirement | code | tests | vectors | status |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in report.requirements.values():
         text = r.text.replace("|", "\\|")
         rows.append(
-            f"| {r.id} | {r.level} | {text} | {_links(r.code)} | {_links(r.tests)} | "
-            f"{_vector_links(r.vectors)} | {r.status} |"
+            f"| {r.id} | {r.level} | {', '.join(r.kinds)} | {text} | {_links(r.code)} | "
+            f"{_links(r.tests)} | {_vector_links(r.vectors)} | {r.status} |"
         )
     return "\n".join(rows) + "\n"
 
