@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["obscura_ref", "obscura_ref.*"]),
-    package_data={"obscura_ref": ["py.typed"]},
+    package_data={"obscura_ref": ["py.typed"], "obscura_ref.conformance": ["profile.toml"]},
     install_requires=[],
     extras_require={
         "dev": [

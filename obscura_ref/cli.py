@@ -11,6 +11,10 @@
     obscura-ref spec check          the traceability check; writes spec/TRACE.md
     obscura-ref vectors generate    regenerate conformance/vectors/ from the reference
     obscura-ref vectors check       replay the checked-in vectors against the reference
+    obscura-ref conformance run [--target HOST:PORT | --spawn COMMAND] [--adapter COMMAND]
+                    [--only PATTERN ...] [--junit FILE] [--json FILE] [--jobs N]
+                                    replay the conformance vectors and report
+    obscura-ref conformance adapter the reference's decision adapter (JSON lines on stdin/stdout)
 
 Exit status: 0 on success, 1 when the input is invalid or a check fails, 2 on a usage error.
 """
@@ -26,19 +30,22 @@ import selectors
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .config import ConfigError, NodeConfig, describe
 from .config import load as load_configuration
-from .conformance import codec
+from .conformance import codec, decision, session_vectors
+from .conformance.runner import Options
+from .conformance.runner import run as run_conformance
 from .logs import configure as configure_logging
-from .node import Node, NodeError, parse_address
+from .machines.events import MessageReceived
+from .node import Node, NodeError, NodeEvent, parse_address
 from .specgen import refresh as refresh_generated
 from .trace import run as run_trace
-from .wire import EncodeError, decode_frames, encode_frame
+from .wire import EncodeError, Opaque, decode_frames, encode_frame
 from .wire.jsonform import frame_from_json, frame_to_json
 
 
@@ -90,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_config_arguments(node)
     node.add_argument("--seed", type=int, help="seed the random source: a reproducible run")
+    node.add_argument(
+        "--echo",
+        action="store_true",
+        help="send every opaque message back to its sender (the conformance profile's application)",
+    )
     node.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     node.add_argument("--log-format", default="text", choices=["text", "json"])
     node.add_argument(
@@ -118,6 +130,51 @@ def _parser() -> argparse.ArgumentParser:
         sub = vectors.add_parser(action, help=text)
         sub.add_argument("--root", type=Path, default=Path("."), help="project folder")
         sub.set_defaults(handler=handler)
+
+    conformance = commands.add_parser("conformance", help="the conformance suite").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    run = conformance.add_parser(
+        "run",
+        help="replay the vectors against the reference or an implementation and report",
+        description="Without --target, --spawn or --adapter, replay every vector against the "
+        "embedded reference. Exit status 1 when a case fails, 2 on a usage error.",
+    )
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
+        "--target",
+        metavar="HOST:PORT",
+        help="an implementation already listening (responder cases)",
+    )
+    where.add_argument(
+        "--spawn",
+        metavar="COMMAND",
+        help="start the implementation for each case; {listen} and {connect} are replaced by "
+        "loopback addresses",
+    )
+    run.add_argument("--adapter", metavar="COMMAND", help="replay the decision vectors through it")
+    run.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="a file, group, FILE#tcId or requirement ID (wildcards allowed; repeatable)",
+    )
+    run.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
+    run.add_argument("--json", type=Path, metavar="FILE", help="write a JSON report")
+    run.add_argument("--jobs", type=int, default=4, metavar="N", help="cases run at once (4)")
+    run.add_argument(
+        "--vectors",
+        type=Path,
+        default=Path("conformance") / "vectors",
+        metavar="DIR",
+        help="the vector files (conformance/vectors)",
+    )
+    run.set_defaults(handler=_conformance_run)
+    adapter = conformance.add_parser(
+        "adapter", help="answer decision requests, one JSON line in, one JSON line out"
+    )
+    adapter.set_defaults(handler=lambda args: decision.adapter_main(sys.stdin, sys.stdout))
     return parser
 
 
@@ -154,7 +211,7 @@ def _node(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rng = None if args.seed is None else random.Random(args.seed)
-    node = Node(config, rng=rng, on_event=lambda event: None)
+    node = Node(config, rng=rng, on_event=_echo_to(lambda: node) if args.echo else _ignore)
     log = logging.getLogger("obscura_ref.node")
     signals = _SignalWatch(node, log)  # before anything can be interrupted
     try:
@@ -174,6 +231,21 @@ def _node(args: argparse.Namespace) -> int:
         signals.restore()
     log.info("stopped%s", "" if graceful else " (some connections were cut before they closed)")
     return 0
+
+
+def _ignore(event: NodeEvent) -> None:
+    pass
+
+
+def _echo_to(node: Callable[[], Node]) -> Callable[[NodeEvent], None]:
+    """The conformance profile's application: every opaque message goes back unchanged."""
+
+    def echo(event: NodeEvent) -> None:
+        if isinstance(event.event, MessageReceived) and isinstance(event.event.message, Opaque):
+            with contextlib.suppress(NodeError):  # closing meanwhile: nothing to echo to
+                node().send(event.peer, event.event.message)
+
+    return echo
 
 
 class _SignalWatch:
@@ -340,18 +412,47 @@ def _spec_check(args: argparse.Namespace) -> int:
     return 0 if report.ok and current and not stale else 1
 
 
+_VECTOR_KINDS = (("codec", codec), ("session", session_vectors), ("decision", decision))
+
+
 def _vectors_generate(args: argparse.Namespace) -> int:
-    for path in codec.write_vectors(args.root):
-        print(f"wrote {path}")
+    for _, module in _VECTOR_KINDS:
+        for path in module.write_vectors(args.root):
+            print(f"wrote {path}")
     return 0
 
 
 def _vectors_check(args: argparse.Namespace) -> int:
-    failures = codec.check_vectors(args.root)
-    for failure in failures:
-        print(f"FAIL {failure}")
-    print(f"codec vectors: {len(failures)} failures")
-    return 1 if failures else 0
+    status = 0
+    for kind, module in _VECTOR_KINDS:
+        failures = module.check_vectors(args.root)
+        for failure in failures:
+            print(f"FAIL {failure}")
+        print(f"{kind} vectors: {len(failures)} failures")
+        status = status or (1 if failures else 0)
+    return status
+
+
+def _conformance_run(args: argparse.Namespace) -> int:
+    try:
+        target = None if args.target is None else parse_address(args.target)
+    except NodeError as exc:
+        print(f"error: --target: {exc}", file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print("error: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    options = Options(
+        vectors=args.vectors,
+        target=target,
+        spawn=args.spawn,
+        adapter=args.adapter,
+        only=args.only,
+        jobs=args.jobs,
+        junit=args.junit,
+        json=args.json,
+    )
+    return run_conformance(options, sys.stdout)
 
 
 if __name__ == "__main__":
