@@ -181,6 +181,18 @@ def _need(address: Address | None) -> Address:
     return address
 
 
+def replay_reference(vectors: Path, only: list[str], jobs: int = 4) -> list[CaseResult]:
+    """Every selected session and decision case against the reference in this process, so
+    that a test which patches the reference (a mutant) replays against the patched code."""
+    options = Options(vectors=vectors, only=only, jobs=jobs)
+    sessions = chosen(load_cases(vectors, SESSION_SCHEMA), only)
+    decisions = [
+        (c.file, {"name": c.group}, c.body)
+        for c in chosen(load_cases(vectors, DECISION_SCHEMA), only)
+    ]
+    return run_sessions(options, sessions) + decision.replay(decisions, decision.decide)
+
+
 def run(options: Options, out: TextIO) -> int:
     """Replay what the options select, print the report, write the files; the exit status."""
     if not options.vectors.is_dir():

@@ -184,7 +184,7 @@ def handshake_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
     responder = [
         case(
             "the responder sends nothing before the initiator's handshake, then its own at once",
-            "HS-2, HS-3, WIRE-1, WIRE-2, WIRE-3, WIRE-40, WIRE-41, WIRE-42, PRIV-1",
+            "HS-2, HS-3, WIRE-1, WIRE-2, WIRE-3, WIRE-4, WIRE-40, WIRE-41, WIRE-42, PRIV-1",
             [connect(), silence("a", 0.5), send("a", handshake()), expect("a", THEIR_HANDSHAKE)],
         ),
         case(
