@@ -53,6 +53,7 @@ from .machines.handshake import LocalHandshake
 from .machines.nonces import OwnNonces
 from .machines.padding import RandomSource, SystemRandomSource
 from .machines.reasons import LOCAL_REASONS, CloseReason
+from .manager.admission import inbound_admission, may_open_outbound
 from .wire import Opaque
 
 log = logging.getLogger("obscura_ref.node")
@@ -205,10 +206,9 @@ class Node:
         """Open an outbound connection; returns its peer number. A persistent one is opened
         again ``reconnect_interval`` seconds after every close not asked for locally."""
         address = parse_address(f"[{host}]:{port}")
-        if self.outbound_count() >= self.config.max_outbound_connections:  # spec: LIM-1
-            raise NodeError(
-                f"max_outbound_connections ({self.config.max_outbound_connections}) reached"
-            )
+        limit = self.config.max_outbound_connections
+        if not may_open_outbound(self.outbound_count(), limit):  # spec: LIM-1
+            raise NodeError(f"max_outbound_connections ({limit}) reached")
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         source = self._source_for(family, address[0])
         try:
@@ -392,12 +392,12 @@ class Node:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            full = self.inbound_count() >= self.config.max_inbound_connections
+            refusal = inbound_admission(self.inbound_count(), self.config.max_inbound_connections)
             peer = self._add_peer(Direction.INBOUND, (address[0], address[1]), sock, False)
             log.info("peer %d %s inbound accepted", peer.id, peer.label)
-            if full:  # spec: LIM-2 (said before a byte of it is read)
+            if refusal is not None:  # spec: LIM-2 (said before a byte of it is read)
                 peer.refused = True
-                self._handle(peer, CloseRequested(CloseReason.CONNECTION_LIMIT))
+                self._handle(peer, CloseRequested(refusal))
             else:
                 self._update_interest(peer)
 
