@@ -220,8 +220,12 @@ def run(options: Options, out: TextIO) -> int:
             f"decision vectors: {len(decisions)} cases through --adapter {options.adapter!r}",
             file=out,
         )
-        with decision.SubprocessAdapter(options.adapter) as adapter:
-            results += decision.replay(decisions, adapter.ask)
+        try:
+            with decision.SubprocessAdapter(options.adapter) as adapter:
+                results += decision.replay(decisions, adapter.ask)
+        except decision.AdapterError as exc:
+            print(f"error: {exc}", file=out)
+            return 2
     elif options.reference:
         print(f"decision vectors: {len(decisions)} cases against the reference", file=out)
         results += decision.replay(decisions, decision.decide)

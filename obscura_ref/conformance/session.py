@@ -35,6 +35,7 @@ JsonObject = dict[str, Any]
 REASON_CODES = {reason.label: reason.code for reason in CloseReason}
 POLL = 0.02  # seconds between looks while a step sends and watches at once
 CONNECT_TIMEOUT = 3.0  # seconds for the runner's own TCP connects
+SEND_TIMEOUT = 5.0  # seconds the implementation has to take one write of a send step
 
 
 class StepFailed(Exception):
@@ -360,22 +361,24 @@ class Session:
         self._mark(step, conn.opened_at)
 
     def _op_send(self, step: JsonObject) -> None:
+        """The bytes in one write, or in writes of the ``chunks`` sizes (what is left after
+        them in a last write), ``pause`` seconds apart; all of it ``repeat`` times, ``every``
+        seconds apart."""
         conn = self._conn(step)
         data = self._bytes_of(step)
-        deadline = self.clock() + step.get("within", 5.0)
-        sizes = step.get("chunks") or [len(data)]
-        offset = 0
-        for index, size in enumerate([*sizes, len(data)]):
-            piece = data[offset : offset + size] if index < len(sizes) else data[offset:]
-            offset += len(piece)
-            if piece:
-                self._write(conn, piece, deadline)
-            if index < len(sizes) - 1 and step.get("pause"):
-                self.pump(self.clock() + step["pause"])
-        repeat = step.get("repeat", 1)
-        for _ in range(repeat - 1):
-            self.pump(self.clock() + step.get("every", 0.0))
-            self._write(conn, data, deadline + step.get("every", 0.0) * repeat)
+        writes, offset = [], 0
+        for size in step.get("chunks", []):
+            writes.append(data[offset : offset + size])
+            offset += size
+        writes.append(data[offset:])
+        writes = [piece for piece in writes if piece]
+        for repetition in range(step.get("repeat", 1)):
+            if repetition:
+                self.pump(self.clock() + step.get("every", 0.0))
+            for index, piece in enumerate(writes):
+                if index:
+                    self.pump(self.clock() + step.get("pause", 0.0))
+                self._write(conn, piece, self.clock() + SEND_TIMEOUT)
         self._mark(step, self.clock())
 
     def _op_expect(self, step: JsonObject) -> None:
@@ -488,7 +491,8 @@ class Session:
         """Send the frame again and again without reading, until the implementation closes
         the connection or ``max_bytes`` have been sent."""
         conn = self._conn(step)
-        self._selector.unregister(conn.sock)  # not reading is the point
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.sock)  # not reading is the point
         data = self._bytes_of(step) * 512
         sent = 0
         deadline = self.clock() + step["within"]

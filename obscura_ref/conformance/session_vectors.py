@@ -198,6 +198,15 @@ def handshake_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
             ],
         ),
         case(
+            "a handshake written in four pieces, 50 ms apart, is answered once it is whole",
+            "HS-3",
+            [
+                connect(),
+                send("a", handshake(), chunks=[1, 15, 40], pause=0.05),
+                expect("a", THEIR_HANDSHAKE),
+            ],
+        ),
+        case(
             "a peer below the minimum compatible version is refused, without a handshake",
             "HS-10, HS-2, CONN-20",
             [
