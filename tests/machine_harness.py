@@ -4,6 +4,7 @@ back through an in-memory pipe."""
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass, field
 
 from obscura_ref.machines.connection import ConnectionSettings, Direction, PeerConnection
@@ -69,8 +70,11 @@ class Side:
 
 
 class Pair:
-    """An outbound machine A wired to an inbound machine B. Bytes one side sends are handed to
-    the other at once; a transport close reaches the other side as an end of stream."""
+    """An outbound machine A wired to an inbound machine B. Each machine's list of actions is
+    carried out whole and in order before either machine is fed another event, as a node does
+    (spec/node.md NODE-8): a ReleaseNonce in the list is applied before the bytes of that list
+    reach the peer. Bytes one side sends then reach the other; a transport close reaches the
+    other side as an end of stream."""
 
     def __init__(
         self,
@@ -88,29 +92,38 @@ class Pair:
         self.a = Side(a, nonces_a, start_a)
         self.b = Side(b, nonces_b, start_b)
         self.now = 0.0
+        self._inbox: deque[tuple[Side, Event]] = deque()
 
     def other(self, side: Side) -> Side:
         return self.b if side is self.a else self.a
 
     def feed(self, side: Side, event: Event) -> None:
-        actions = side.machine.handle(event, self.now)
-        side.actions += actions
+        """Feed one event, then every event it leads to, one whole list of actions at a time."""
+        self._inbox.append((side, event))
+        while self._inbox:
+            target, pending = self._inbox.popleft()
+            if target.machine.state.value == "closed":
+                continue
+            if isinstance(pending, BytesReceived) and target.closing_transport:
+                continue  # its transport is closing: what reaches it is dropped
+            actions = target.machine.handle(pending, self.now)
+            target.actions += actions
+            self._perform(target, actions)
+
+    def _perform(self, side: Side, actions: list[Action]) -> None:
+        peer = self.other(side)
         for action in actions:
-            if isinstance(action, SendBytes) and not self.other(side).closing_transport:
+            if isinstance(action, SendBytes):
                 step = self.chunk or len(action.data)
                 for start in range(0, len(action.data), step):
-                    if self.other(side).machine.state.value == "closed":
-                        break
-                    self.feed(self.other(side), BytesReceived(action.data[start : start + step]))
+                    self._inbox.append((peer, BytesReceived(action.data[start : start + step])))
             elif isinstance(action, ReleaseNonce):
                 side.nonces.release(action.nonce)
             elif isinstance(action, CloseTransport | AbortTransport):
                 side.closing_transport = True
-                peer = self.other(side)
-                if peer.machine.state.value != "closed":
-                    self.feed(peer, EndOfStream())
+                self._inbox.append((peer, EndOfStream()))
                 if isinstance(action, CloseTransport):
-                    self.feed(side, TransportClosed())
+                    self._inbox.append((side, TransportClosed()))
 
     def connect(self) -> None:
         self.feed(self.a, TcpConnected())

@@ -345,7 +345,6 @@ def test_local_close_sends_disconnect_after_queued_frames_then_nothing_more() ->
     assert closed_of(actions).reason is CloseReason.SHUTTING_DOWN
 
 
-@pytest.mark.spec("CONN-20")
 def test_only_local_reasons_can_be_requested() -> None:
     machine = established()
     with pytest.raises(LocalProtocolError):

@@ -16,11 +16,13 @@ import pytest
 
 from obscura_ref.config import NodeConfig, load
 from obscura_ref.loop import EventLoop
+from obscura_ref.machines.connection import ConnState
 from obscura_ref.machines.events import Closed, Established, MessageReceived, RttMeasured
 from obscura_ref.machines.reasons import CloseReason
 from obscura_ref.node import Node, NodeError, NodeEvent
 from obscura_ref.wire import (
     Disconnect,
+    Frame,
     Handshake,
     MessageType,
     Opaque,
@@ -93,11 +95,16 @@ def established(node: Node, peer: int) -> bool:
 class RawPeer:
     """A peer that is only a socket: it sends what the test says and records what arrives."""
 
-    def __init__(self, address: tuple[str, int], source: str = "127.0.0.1") -> None:
-        self.sock = socket.socket()
-        self.sock.bind((source, 0))
-        self.sock.setblocking(False)
-        self.sock.connect_ex(address)
+    def __init__(self, address: tuple[str, int] | socket.socket, source: str = "127.0.0.1") -> None:
+        """Connect to ``address``, or play the peer on a socket the test accepted."""
+        if isinstance(address, socket.socket):
+            self.sock = address
+            self.sock.setblocking(False)
+        else:
+            self.sock = socket.socket()
+            self.sock.bind((source, 0))
+            self.sock.setblocking(False)
+            self.sock.connect_ex(address)
         self.received = bytearray()
         self.ended = False
 
@@ -135,7 +142,7 @@ def handshake_from(nonce: int) -> bytes:
 
 @pytest.mark.spec("NODE-4", "CONN-20", "CONN-22", "KA-4")
 def test_two_nodes_handshake_ping_and_close_with_reasons_on_both_sides(net: Network) -> None:
-    a, b = net.node(), net.node()
+    a, b = net.node(fast("close_timeout=30")), net.node(fast("close_timeout=30"))
     host, port = b.listen("127.0.0.2", 0)
     peer = a.connect(host, port)
     assert net.run(lambda: established(a, peer) and b.inbound_count() == 1)
@@ -148,14 +155,16 @@ def test_two_nodes_handshake_ping_and_close_with_reasons_on_both_sides(net: Netw
     received = [e.event for e in b.events if isinstance(e.event, MessageReceived)]
     assert received[0].message == Opaque(MessageType.Blocks, b"a block")
     a.close(peer)
-    assert net.run(lambda: not a.peer_ids and not b.peer_ids)
+    # Both sockets close long before close_timeout: each side ends its sending side once its
+    # queue is written, and so tells the other that it may close (NODE-4).
+    assert net.run(lambda: not a.peer_ids and not b.peer_ids, timeout=10)
     assert [c.reason for c in closes(a)] == [CloseReason.REQUESTED]
     (b_closed,) = closes(b)
     assert b_closed.reason is CloseReason.PEER_DISCONNECTED
     assert b_closed.peer_reason == CloseReason.REQUESTED.code
 
 
-@pytest.mark.spec("NODE-1", "NODE-5", "HS-15")
+@pytest.mark.spec("NODE-1", "NODE-5")
 def test_ten_nodes_on_ten_address_groups_connect_ping_and_shut_down(net: Network) -> None:
     nodes = [net.node() for _ in range(10)]
     addresses = [node.listen(f"127.{10 + i}.0.1", 0) for i, node in enumerate(nodes)]
@@ -288,6 +297,99 @@ def test_a_persistent_connection_is_opened_again(net: Network) -> None:
     assert a.peer_ids == []
 
 
+class RawListener:
+    """A listening socket that plays the peers a node connects to."""
+
+    def __init__(self, host: str) -> None:
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.sock.listen(8)
+        self.sock.setblocking(False)
+        self.address: tuple[str, int] = self.sock.getsockname()
+        self.accepted: list[RawPeer] = []
+
+    def poll(self) -> bool:
+        """Accept what has arrived; True once a connection is waiting in ``accepted``."""
+        while True:
+            try:
+                sock, _ = self.sock.accept()
+            except BlockingIOError:
+                return bool(self.accepted)
+            self.accepted.append(RawPeer(sock))
+
+    def close(self) -> None:
+        for raw in self.accepted:
+            raw.close()
+        self.sock.close()
+
+
+def answer_handshake(net: Network, raw: RawPeer, nonce: int) -> None:
+    """Wait for the node's handshake on ``raw``, then answer it as a responder."""
+    assert net.run(lambda: raw.poll() or bool(raw.messages()))
+    assert isinstance(raw.messages()[0], Handshake)
+    raw.send(handshake_from(nonce))
+
+
+@pytest.mark.spec("TYPE-1")
+def test_a_persistent_connection_waits_reconnect_interval_and_a_local_close_is_final(
+    net: Network,
+) -> None:
+    interval = 0.8
+    # No pings: nothing unread is left in the test's socket when it closes, so the node sees
+    # an end of stream (peer_closed), not a reset.
+    a = net.node(fast(f"reconnect_interval={interval}", "ping_interval=30", "ping_timeout=10"))
+    listener = RawListener("127.0.0.3")
+    first = a.connect(*listener.address, persistent=True)
+    assert net.run(listener.poll)
+    raw = listener.accepted.pop()
+    answer_handshake(net, raw, 21)
+    assert net.run(lambda: established(a, first))
+    assert raw.poll() is False and len(raw.messages()) == 1  # only the node's handshake
+    closed_at = time.monotonic()
+    raw.close()  # the peer closes, not the node: TYPE-1 opens the connection again
+    assert net.run(lambda: bool(closes(a)))
+    assert [c.reason for c in closes(a)] == [CloseReason.PEER_CLOSED]
+    assert net.run(listener.poll, timeout=interval + 10)  # it does come back ...
+    waited = time.monotonic() - closed_at
+    assert waited >= interval - 0.02  # ... but not before reconnect_interval
+    # The second connection is closed locally (requested): it is not opened again.
+    raw = listener.accepted.pop()
+    answer_handshake(net, raw, 22)
+    (second,) = a.peer_ids
+    assert net.run(lambda: established(a, second))
+    a.close(second)
+    assert net.run(raw.poll)
+    assert raw.messages()[-1] == Disconnect(CloseReason.REQUESTED.code)
+    raw.close()
+    assert net.run(lambda: not a.peer_ids)
+    assert [c.reason for c in closes(a)] == [CloseReason.PEER_CLOSED, CloseReason.REQUESTED]
+    net.run(listener.poll, timeout=2 * interval + 0.5)
+    assert listener.accepted == [] and a.peer_ids == []
+    listener.close()
+
+
+@pytest.mark.spec("HS-12", "HS-13")
+def test_a_node_connected_to_its_own_address_closes_both_sides_with_self_connection(
+    net: Network,
+) -> None:
+    node = net.node()
+    outbound = node.connect(*node.listen("127.0.0.1", 0))
+    assert net.run(
+        lambda: "Established" in kinds(node) or (len(closes(node)) == 2 and not node.peer_ids)
+    )
+    assert "Established" not in kinds(node)
+    closed = {e.peer: e.event for e in node.events if isinstance(e.event, Closed)}
+    (inbound,) = set(closed) - {outbound}
+    # The responder (inbound) side detects it: it checks version, then nonce (handshake.md
+    # table 3.1), and the initiator's nonce is still in the node's set, since the initiator's
+    # handshake is outstanding until it completes or closes (HS-13). The initiator (outbound)
+    # side never gets a handshake back: it hears the responder's Disconnect with that reason.
+    assert closed[inbound].reason is CloseReason.SELF_CONNECTION
+    assert closed[outbound].reason is CloseReason.PEER_DISCONNECTED
+    assert closed[outbound].peer_reason == CloseReason.SELF_CONNECTION.code
+    assert len(node.nonces) == 0  # both nonces released at the close
+
+
 @pytest.mark.spec("CONN-34")
 def test_a_refused_connect_is_a_network_error(net: Network) -> None:
     free = socket.socket()
@@ -401,6 +503,30 @@ def test_a_thousand_attempts_against_the_default_limit(net: Network, descriptors
     assert net.loop.timers_pending == 0  # nothing of them is left behind
 
 
+@pytest.mark.spec("NODE-4")
+def test_a_closing_connection_ends_its_side_and_waits_for_the_peers_end(net: Network) -> None:
+    b = net.node(fast("close_timeout=30", "ping_interval=30", "ping_timeout=10"))
+    raw = RawPeer(b.listen("127.0.0.2", 0))
+    raw.send(handshake_from(12))
+    assert net.run(lambda: "Established" in kinds(b))
+    (peer,) = b.peer_ids
+    big = Opaque(MessageType.Blocks, bytes(8_000_000))
+    b.send(peer, big)
+    assert b.status()[0].send_queue > 0  # more than the kernel takes: part of it waits in b
+    b.close(peer)
+    assert net.run(raw.poll)  # all that was queued, the Disconnect, then the end of b's side
+    assert raw.messages()[-2:] == [big, Disconnect(CloseReason.REQUESTED.code)]
+    heard = len(raw.received)
+    # b keeps its socket, reading and discarding (no pong), until raw ends its side.
+    raw.send(encode_frame(Ping(13)))
+    net.run(lambda: False, timeout=0.5)
+    assert b.state_of(peer) is ConnState.CLOSING and not closes(b)
+    assert raw.sock.recv(1) == b"" and len(raw.received) == heard  # no reset, nothing more
+    raw.close()
+    assert net.run(lambda: not b.peer_ids, timeout=10)  # long before close_timeout
+    assert [c.reason for c in closes(b)] == [CloseReason.REQUESTED]
+
+
 @pytest.mark.spec("NODE-8")
 def test_connections_that_come_and_go_leave_no_timer_and_events_stay_in_order(
     net: Network,
@@ -454,21 +580,30 @@ def test_a_callback_that_closes_mid_batch_sends_nothing_after_the_disconnect() -
 @pytest.mark.spec("PRIV-1", "PRIV-2")
 @pytest.mark.parametrize(("level", "padded"), [("standard", True), ("none", False)])
 def test_the_privacy_level_reaches_the_wire(net: Network, level: str, padded: bool) -> None:
-    b = net.node(fast(f"privacy_level={level}"))
+    b = net.node(fast(f"privacy_level={level}", "ping_interval=30", "ping_timeout=10"))
     raw = RawPeer(b.listen("127.0.0.2", 0))
     raw.send(handshake_from(6) + encode_frame(Ping(8)))
 
-    def two_frames() -> bool:
-        raw.poll()
-        return len(decode_frames(bytes(raw.received))[0]) >= 2
+    def frames(count: int) -> Callable[[], bool]:
+        def arrived() -> bool:
+            raw.poll()
+            return len(decode_frames(bytes(raw.received))[0]) >= count
 
-    assert net.run(two_frames)
-    handshake, pong = decode_frames(bytes(raw.received))[0][:2]
+        return arrived
+
+    assert net.run(frames(2))
+    (peer,) = b.peer_ids
+    b.send(peer, Opaque(MessageType.Inv, b"app"))
+    assert net.run(frames(3))
+    handshake, pong, app = decode_frames(bytes(raw.received))[0][:3]
     assert pong.message == Pong(8)
     # A pong's 8-byte nonce is padded to 64 bytes (56 of padding) under standard, not at all
     # under none; a handshake gets 0 to 32 bytes under standard, none under none.
     assert len(pong.padding) == (56 if padded else 0)
     assert len(handshake.padding) <= (32 if padded else 0)
+    # An opaque message is sent as given at every level (under standard, its 3 bytes would
+    # otherwise have been padded to 64).
+    assert app == Frame(Opaque(MessageType.Inv, b"app"), b"")
     raw.close()
 
 

@@ -47,7 +47,11 @@ def test_standard_pads_defined_frames_as_the_origin_and_never_opaque_ones() -> N
 
 @pytest.mark.spec("PRIV-2")
 def test_none_sends_no_padding() -> None:
-    assert all(frame.padding == b"" for frame in frames_sent(NONE))
+    handshake, pong, ping, app = frames_sent(NONE)
+    assert handshake.padding == pong.padding == ping.padding == b""
+    # A receiver cannot tell padding from an opaque payload (its frame's padding always
+    # decodes empty): the payload itself must be what was given.
+    assert app == Frame(Opaque(MessageType.Inv, b"app"), b"")
 
 
 @pytest.mark.spec("PRIV-1", "PRIV-3", "WIRE-32")
@@ -58,6 +62,11 @@ def test_origin_padding_lengths_and_randomness() -> None:
     assert lengths == set(range(33))
     assert origin_padding(8, random.Random(1)) != origin_padding(8, random.Random(2))
     assert origin_padding(8, random.Random(1)) == origin_padding(8, random.Random(1))
+    # The lengths come from the source too: one seed, one sequence of lengths.
+    first, second = random.Random(4), random.Random(4)
+    assert [len(origin_padding(64, first)) for _ in range(50)] == [
+        len(origin_padding(64, second)) for _ in range(50)
+    ]
 
 
 def test_random_below_is_in_range() -> None:
