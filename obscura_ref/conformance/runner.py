@@ -130,7 +130,7 @@ def run_session_case(case: Case, factory: TargetFactory, dials: bool) -> CaseRes
             listener.bind(("127.0.0.1", 0))
             listener.listen(16)
         target = factory(None if listener is None else listener.getsockname())
-        session = Session(target, listener)
+        session = Session(target, listener, started_at=started)
         session.run(body["steps"])
     except Skip as exc:
         result.outcome, result.detail = SKIPPED, str(exc)

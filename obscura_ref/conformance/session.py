@@ -147,14 +147,17 @@ class Session:
         target: Target,
         listener: socket.socket | None,
         clock: Callable[[], float] = time.monotonic,
+        started_at: float | None = None,
     ) -> None:
+        """``started_at``: when the case began, before the target was started; steps may count
+        from it as the mark ``start``."""
         self.target = target
         self.listener = listener
         self.clock = clock
         self.conns: dict[str, PeerSocket] = {}
         self.unclaimed: deque[PeerSocket] = deque()
         self.vars: dict[str, Any] = {}
-        self.marks: dict[str, float] = {}
+        self.marks: dict[str, float] = {"start": self.clock() if started_at is None else started_at}
         self.transcript: list[str] = []
         self._selector = selectors.DefaultSelector()
         if listener is not None:
