@@ -249,7 +249,7 @@ class Node:
     def send(self, peer_id: int, message: Opaque) -> None:
         """Queue an opaque message for an established connection."""
         peer = self._peer(peer_id)
-        if peer.machine.state is not ConnState.ESTABLISHED:
+        if not peer.machine.accepts_app_messages:
             raise NodeError(f"peer {peer_id} is {peer.machine.state.value}, not established")
         self._handle(peer, SendMessage(message))
 
@@ -337,11 +337,7 @@ class Node:
             listener.close()
         self._listeners.clear()
         for peer in list(self._peers.values()):
-            if peer.machine.state in (
-                ConnState.CONNECTING,
-                ConnState.HANDSHAKING,
-                ConnState.ESTABLISHED,
-            ):
+            if peer.machine.is_live:
                 self._handle(peer, CloseRequested(CloseReason.SHUTTING_DOWN))  # spec: NODE-5
         limit = self.config.close_timeout if timeout is None else timeout
         graceful = self.run_until(lambda: not self._peers or self._cut_requested, limit)
@@ -418,7 +414,7 @@ class Node:
         peer = self._peers.get(peer_id)
         if peer is None or peer.sock is None:
             return
-        if peer.machine.state is ConnState.CONNECTING:
+        if peer.machine.is_connecting:
             if mask & _WRITE:
                 self._connect_finished(peer)
             return
@@ -508,7 +504,7 @@ class Node:
         if peer.sock is None:
             return
         wanted = 0
-        if peer.machine.state is ConnState.CONNECTING or peer.send_queue:
+        if peer.machine.is_connecting or peer.send_queue:
             wanted |= _WRITE
         if self._may_read(peer):
             wanted |= _READ
@@ -526,10 +522,9 @@ class Node:
     def _may_read(self, peer: _Peer) -> bool:
         """Reading pauses for the application (NODE-6), except on closing connections, which
         only discard what they read and must see the peer's end of stream (NODE-4)."""
-        state = peer.machine.state
-        if state is ConnState.CONNECTING or peer.eof_seen:
+        if not peer.machine.reads or peer.eof_seen:
             return False
-        return not self._reading_paused or state is ConnState.CLOSING
+        return not self._reading_paused or peer.machine.is_closing
 
     def _check_event_queue(self) -> None:
         """Pause reading from every peer while the application has too many undelivered
@@ -589,7 +584,7 @@ class Node:
                 self.nonces.release(action.nonce)  # spec: HS-13
             else:
                 self._tell(peer, action)
-        if peer.overflow and peer.machine.state in (ConnState.HANDSHAKING, ConnState.ESTABLISHED):
+        if peer.overflow and peer.machine.is_open:
             peer.overflow = False
             self._handle(peer, SendQueueFull())
         if peer.id in self._peers:
@@ -611,7 +606,7 @@ class Node:
         if peer.sock is None:
             return
         limit = self.config.max_send_queue
-        open_state = peer.machine.state in (ConnState.HANDSHAKING, ConnState.ESTABLISHED)
+        open_state = peer.machine.is_open
         if open_state and (peer.overflow or peer.queued + len(data) > limit):  # spec: NODE-2
             peer.overflow = True
             return

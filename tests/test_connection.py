@@ -156,6 +156,24 @@ def test_the_table_covers_every_frame_input_where_frames_are_decoded() -> None:
         assert (state, Input.BYTES_RECEIVED) in CONNECTION_TRANSITIONS
 
 
+# What the driver asks of the machine instead of comparing states (node.py): each property
+# and the states it is true in.
+STATES_OF_PROPERTY: dict[str, set[ConnState]] = {
+    "is_connecting": {ConnState.CONNECTING},
+    "is_open": {ConnState.HANDSHAKING, ConnState.ESTABLISHED},
+    "accepts_app_messages": {ConnState.ESTABLISHED},
+    "reads": {ConnState.HANDSHAKING, ConnState.ESTABLISHED, ConnState.CLOSING},
+    "is_closing": {ConnState.CLOSING},
+    "is_live": {ConnState.CONNECTING, ConnState.HANDSHAKING, ConnState.ESTABLISHED},
+}
+
+
+@pytest.mark.parametrize("name", list(STATES_OF_PROPERTY))
+def test_state_properties_hold_exactly_in_the_states_they_name(name: str) -> None:
+    holds_in = {state for state in ConnState if getattr(machine_in(state)[0], name)}
+    assert holds_in == STATES_OF_PROPERTY[name]
+
+
 def established(now: float = 1.0) -> PeerConnection:
     machine, _, _ = new_machine(Direction.INBOUND)
     machine.handle(BytesReceived(encode_frame(peer_handshake())), now)

@@ -381,6 +381,40 @@ class PeerConnection:
         """The nonce of the ping awaiting its pong, and when it was queued."""
         return self._outstanding_ping
 
+    # What a driver needs to know of the state, asked here so that a state added later is
+    # placed once, in these properties, instead of in every comparison of the driver.
+
+    @property
+    def is_connecting(self) -> bool:
+        """The TCP connect is under way: the socket is watched for writability only."""
+        return self.state is C.CONNECTING
+
+    @property
+    def is_open(self) -> bool:
+        """Handshaking or established: a close now would send a Disconnect (CONN-20)."""
+        return self.state in (C.HANDSHAKING, C.ESTABLISHED)
+
+    @property
+    def accepts_app_messages(self) -> bool:
+        """Established: the application may send messages (CONN-11)."""
+        return self.state is C.ESTABLISHED
+
+    @property
+    def reads(self) -> bool:
+        """Received bytes mean something: decoded while open, read and discarded while closing
+        until the peer's end of stream (NODE-4)."""
+        return self.state in (C.HANDSHAKING, C.ESTABLISHED, C.CLOSING)
+
+    @property
+    def is_closing(self) -> bool:
+        """The close has begun and the transport is still being flushed and ended."""
+        return self.state is C.CLOSING
+
+    @property
+    def is_live(self) -> bool:
+        """Connecting, handshaking or established: its close has not begun."""
+        return self.state in (C.CONNECTING, C.HANDSHAKING, C.ESTABLISHED)
+
     def handle(self, event: Event, now: float) -> list[Action]:
         """Feed one event; returns the actions to carry out, in order."""
         if not self._started:
