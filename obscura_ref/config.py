@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .machines.connection import ConnectionSettings
+from .manager.settings import ManagerSettings
 from .wire import MAX_USER_AGENT
 
 MiB = 1024 * 1024
@@ -23,16 +25,30 @@ MiB = 1024 * 1024
 @dataclass(frozen=True)
 class Key:
     name: str
-    kind: type  # int, float (seconds; an integer is accepted) or str
+    kind: type  # int, float (seconds; an integer is accepted), str, or tuple (a list of texts)
     default: Any
     meaning: str
     minimum: float | None = None  # inclusive
     above: float | None = None  # exclusive lower bound
     maximum: float | None = None
     choices: tuple[str, ...] = ()
+    # For a list: what each item is (for the table), and its check: the problem, or None.
+    items: str = ""
+    item_problem: Callable[[str], str | None] | None = None
 
     def check(self, value: object) -> Any:
         """The value as this key's type, or ConfigError naming the key."""
+        if self.kind is tuple:
+            # A TOML array of texts, kept as a tuple so that the value cannot change later.
+            if not isinstance(value, list | tuple):
+                raise ConfigError(self.name, f"must be an array of {self.items}, got {value!r}")
+            for item in value:
+                if not isinstance(item, str):
+                    raise ConfigError(self.name, f"has an item that is not a string: {item!r}")
+                problem = None if self.item_problem is None else self.item_problem(item)
+                if problem is not None:
+                    raise ConfigError(self.name, f"has a wrong item {item!r}: {problem}")
+            return tuple(value)
         if self.kind is str:
             if not isinstance(value, str):
                 raise ConfigError(self.name, f"must be a string, got {value!r}")
@@ -68,13 +84,44 @@ class ConfigError(ValueError):
         self.key = key
 
 
+def _address_problem(text: str) -> str | None:
+    """Why ``text`` is not an address the node can dial, or None."""
+    from .node import NodeError, parse_address  # here: node imports this module
+
+    try:
+        parse_address(text)
+    except NodeError as exc:
+        return str(exc)
+    return None
+
+
 _TIMERS = ConnectionSettings()
+_MANAGER = ManagerSettings()
 DAY = 86_400.0
+YEAR = 31_536_000  # 365 days
 
 # spec/config.md is generated from this table.
 KEYS: tuple[Key, ...] = (
     Key("max_outbound_connections", int, 8, "outbound connections at most", 0, None, 10_000),
     Key("max_inbound_connections", int, 125, "inbound connections at most", 0, None, 100_000),
+    Key(
+        "max_total_connections",
+        int,
+        _MANAGER.max_total_connections,
+        "connections of every type at most (spec/manager.md section 3)",
+        0,
+        None,
+        200_000,
+    ),
+    Key(
+        "max_temporary_connections",
+        int,
+        _MANAGER.max_temporary_connections,
+        "temporary connections at most (spec/manager.md section 3)",
+        0,
+        None,
+        1_000,
+    ),
     Key(
         "connection_timeout",
         float,
@@ -122,13 +169,74 @@ KEYS: tuple[Key, ...] = (
         DAY,
     ),
     Key(
-        "reconnect_interval",
+        "temporary_timeout",
         float,
-        30.0,
-        "seconds before a persistent connection is opened again after it closed",
+        _MANAGER.temporary_timeout,
+        "seconds a temporary connection may take to complete its handshake",
         None,
         0,
         DAY,
+    ),
+    Key(
+        "ban_duration",
+        float,
+        _MANAGER.ban_duration,
+        "seconds an address stays banned (spec/manager.md section 6)",
+        None,
+        0,
+        YEAR,
+    ),
+    Key(
+        "data_dir",
+        str,
+        "~/.obscura-ref",
+        "the folder of the ban file (bans.json); `~` is expanded; "
+        "the empty text keeps bans in memory only",
+    ),
+    Key(
+        "reconnect_interval",
+        float,
+        _MANAGER.reconnect_interval,
+        "seconds of the first reconnection delay; later ones double (spec/manager.md section 8)",
+        None,
+        0,
+        DAY,
+    ),
+    Key(
+        "reconnect_max_interval",
+        float,
+        _MANAGER.reconnect_max_interval,
+        "the cap of the reconnection backoff, in seconds; not below `reconnect_interval`",
+        None,
+        0,
+        DAY,
+    ),
+    Key(
+        "rotation_interval",
+        float,
+        _MANAGER.rotation_interval,
+        "seconds between rotations of outbound connections (spec/manager.md section 9)",
+        None,
+        0,
+        DAY,
+    ),
+    Key(
+        "partition_timeout",
+        float,
+        _MANAGER.partition_timeout,
+        "seconds without diverse outbound connections before the node is partitioned "
+        "(spec/manager.md section 10)",
+        None,
+        0,
+        DAY,
+    ),
+    Key(
+        "seed_nodes",
+        tuple,
+        (),
+        "addresses for the address book (spec/manager.md section 7)",
+        items="`HOST:PORT` texts, HOST an IP address (IPv6 as `[HOST]:PORT`)",
+        item_problem=_address_problem,
     ),
     Key(
         "privacy_level",
@@ -181,6 +289,35 @@ class NodeConfig:
             privacy_level=self.values["privacy_level"],
         )
 
+    def manager_settings(self) -> ManagerSettings:
+        from .node import parse_address  # here: node imports this module
+
+        return ManagerSettings(
+            max_outbound_connections=self.values["max_outbound_connections"],
+            max_inbound_connections=self.values["max_inbound_connections"],
+            max_total_connections=self.values["max_total_connections"],
+            max_temporary_connections=self.values["max_temporary_connections"],
+            temporary_timeout=self.values["temporary_timeout"],
+            ban_duration=self.values["ban_duration"],
+            reconnect_interval=self.values["reconnect_interval"],
+            reconnect_max_interval=self.values["reconnect_max_interval"],
+            rotation_interval=self.values["rotation_interval"],
+            partition_timeout=self.values["partition_timeout"],
+            privacy_level=self.values["privacy_level"],
+            seed_nodes=tuple(parse_address(text) for text in self.values["seed_nodes"]),
+            data_dir=self.data_folder(),
+        )
+
+    def data_folder(self) -> Path | None:
+        """``data_dir`` with ``~`` expanded, or None for the empty text (bans in memory)."""
+        text = self.values["data_dir"]
+        if not text:
+            return None
+        try:
+            return Path(text).expanduser()
+        except RuntimeError as exc:  # no home folder to expand ~ to
+            raise ConfigError("data_dir", f"cannot expand {text!r}: {exc}") from None
+
     def with_values(self, updates: dict[str, object], source: str) -> NodeConfig:
         """A new configuration with ``updates`` applied; refuses an unknown key, a wrong type,
         a value out of range and an inconsistent combination, naming the key."""
@@ -201,6 +338,12 @@ class NodeConfig:
                 "ping_timeout",
                 f"must be below ping_interval ({self.values['ping_interval']:g}), "
                 f"got {self.values['ping_timeout']:g}",
+            )
+        if self.values["reconnect_max_interval"] < self.values["reconnect_interval"]:
+            raise ConfigError(
+                "reconnect_max_interval",
+                f"must not be below reconnect_interval ({self.values['reconnect_interval']:g}), "
+                f"got {self.values['reconnect_max_interval']:g}",
             )
         return self
 
@@ -229,14 +372,20 @@ def load(path: Path | None = None, overrides: list[str] | None = None) -> NodeCo
 
 
 def _parse_override(name: str, text: str) -> object:
-    """A TOML value (``5``, ``0.5``, ``"text"``); for a text key, anything but a quoted TOML
-    string is taken as the text it is (``--set user_agent=123`` sets the text "123")."""
+    """A TOML value (``5``, ``0.5``, ``"text"``, ``["a", "b"]``); for a text key, anything but
+    a quoted TOML string is taken as the text it is (``--set user_agent=123`` sets the text
+    "123"); for a list key, ``[a, b]`` with bare items is taken as those texts, since a shell
+    removes the quotes of ``--set seed_nodes=["a"]``."""
     key = KEYS_BY_NAME.get(name)
     try:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         if key is not None and key.kind is str:
             return text
+        if key is not None and key.kind is tuple:
+            if text.startswith("[") and text.endswith("]"):
+                return [item.strip() for item in text[1:-1].split(",") if item.strip()]
+            raise ConfigError(name, f'{text!r} is not an array; write {name}=["..."]') from None
         raise ConfigError(name, f"{text!r} is not a value") from None
     if key is not None and key.kind is str and not isinstance(value, str):
         return text
@@ -248,6 +397,7 @@ def describe(config: NodeConfig) -> list[str]:
     lines = []
     for key in KEYS:
         value = config.values[key.name]
-        text = json.dumps(value) if isinstance(value, str) else f"{value!r}"
+        # A JSON string, or array of strings, is written the same in TOML.
+        text = json.dumps(value) if isinstance(value, str | tuple) else f"{value!r}"
         lines.append(f"{key.name} = {text}  # {config.sources[key.name]}")  # spec: CFG-4
     return lines

@@ -7,6 +7,7 @@ suite fails when a block is stale, so the spec and the code cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import fields
@@ -124,6 +125,8 @@ def _config_keys() -> str:
             allowed = ", ".join(f"`{choice}`" for choice in key.choices)
         elif key.kind is str:
             allowed = "text"
+        elif key.kind is tuple:
+            allowed = f"an array of {key.items}"
         else:
             low = (
                 f"> {_number(key.above)}" if key.above is not None else f">= {_number(key.minimum)}"
@@ -131,8 +134,11 @@ def _config_keys() -> str:
             allowed = f"{low}, <= {_number(key.maximum)}" if key.maximum is not None else low
         if key.kind is str and key.maximum is not None:
             allowed += f", at most {_number(key.maximum)} bytes of UTF-8"
-        default = f"`{key.default}`" if isinstance(key.default, str) else _number(key.default)
-        kind = {int: "integer", float: "seconds", str: "text"}[key.kind]
+        if isinstance(key.default, tuple):
+            default = f"`{json.dumps(list(key.default))}`"
+        else:
+            default = f"`{key.default}`" if isinstance(key.default, str) else _number(key.default)
+        kind = {int: "integer", float: "seconds", str: "text", tuple: "list"}[key.kind]
         rows.append(f"| `{key.name}` | {kind} | {default} | {allowed} | {key.meaning} |")
     return "\n".join(rows)
 
