@@ -16,6 +16,7 @@ not rely on.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import random
 import struct
@@ -49,7 +50,7 @@ from obscura_ref.machines.events import (
 )
 from obscura_ref.machines.handshake import CHECK_ORDER, HandshakeProtocol, LocalHandshake, Role
 from obscura_ref.machines.nonces import OwnNonces
-from obscura_ref.machines.padding import RandomSource, origin_padding
+from obscura_ref.machines.padding import RandomSource, origin_padding, random_below
 from obscura_ref.machines.reasons import CloseReason
 from obscura_ref.manager import admission
 from obscura_ref.node import AppEvent, Node, _Peer
@@ -853,6 +854,64 @@ def opaque_messages_padded(mp: pytest.MonkeyPatch) -> None:
         original(self, message)
 
     mp.setattr(PeerConnection, "_send_frame", send_frame)
+
+
+# ---- added with the vectors for earlier survivors --------------------------------------
+
+
+@mutant("handshake", "HS-22", "session-handshake.json#25")
+def handshake_timer_restarted_by_bytes(mp: pytest.MonkeyPatch) -> None:
+    """Every byte received during the handshake restarts the handshake timer, so a peer that
+    trickles its handshake is never timed out (the origin's per-read timeout, errata E-11)."""
+    original = PeerConnection._decode
+
+    def decode(self: PeerConnection) -> ConnState:
+        if self.state is C.HANDSHAKING:
+            self._arm(Timer.HANDSHAKE, "handshake_timeout")
+        return original(self)
+
+    mp.setattr(PeerConnection, "_decode", decode)
+
+
+@mutant("connection", "KA-6", "session-keepalive.json#9")
+def activity_counted_per_frame(mp: pytest.MonkeyPatch) -> None:
+    """Only a complete frame counts as activity: bytes of a frame still arriving do not."""
+    original = PeerConnection._decode
+
+    def decode(self: PeerConnection) -> ConnState:
+        before, emitted = self._last_received, len(self._actions)
+        state = original(self)
+        if self._decoder.buffered and len(self._actions) == emitted:
+            self._last_received = before
+        return state
+
+    mp.setattr(PeerConnection, "_decode", decode)
+
+
+@mutant("privacy", "PRIV-1", "session-node.json#7")
+def handshake_padded_up_to_64(mp: pytest.MonkeyPatch) -> None:
+    """A handshake gets 0 to 64 bytes of padding instead of 0 to 32."""
+
+    def padded(payload_length: int, rng: RandomSource) -> bytes:
+        if payload_length < 64:
+            return origin_padding(payload_length, rng)
+        return bytes(random_below(rng, 65))
+
+    mp.setattr(connection, "origin_padding", padded)
+
+
+@mutant("wire", "WIRE-44", "session-close.json#16")
+def user_agent_not_utf8_accepted(mp: pytest.MonkeyPatch) -> None:
+    """A user agent that is not UTF-8 is decoded with replacement characters, as the origin
+    does (errata E-6), instead of being rejected."""
+
+    def lenient(value: object = "", *how: str) -> str:
+        if how:  # str(bytes, "utf-8"): the decode of the user agent
+            text: str = builtins.str(value, how[0], "replace")  # type: ignore[call-overload]
+            return text
+        return builtins.str(value)
+
+    mp.setattr(messages, "str", lenient, raising=False)  # found before the builtin
 
 
 # ---- conformance/MUTANTS.md ------------------------------------------------------------

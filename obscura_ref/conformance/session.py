@@ -335,6 +335,8 @@ class Session:
 
     def _op_connect(self, step: JsonObject) -> None:
         name = step["conn"]
+        if name in self.conns:  # a name used again: the old connection is done with
+            self._op_close({"conn": name})
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if "rcvbuf" in step:  # set before connecting, so the window starts small
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, step["rcvbuf"])

@@ -406,6 +406,25 @@ def handshake_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
             "initiator",
             initiator,
         ),
+        (
+            "responder-timing",
+            "The handshake deadline is one deadline, whatever arrives before it.",
+            "responder",
+            [
+                case(
+                    "a handshake trickled one byte every 0.2 s is still closed handshake_timeout "
+                    "after the accept",
+                    "HS-21, HS-22",
+                    [
+                        connect(mark="open"),
+                        send_hex("a", hs[:18], chunks=[1] * 8, pause=0.2),
+                        expect_close(
+                            "a", ["handshake_timeout"], **timer(HANDSHAKE_TIMEOUT, "open")
+                        ),
+                    ],
+                ),
+            ],
+        ),
     ]
 
 
@@ -511,6 +530,19 @@ def keepalive_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
             ],
         ),
     ]
+    frame = encoded(opaque("Inv", bytes(range(40)))).hex()
+    cases.append(
+        case(
+            "a frame arriving in pieces over more than inactivity_timeout keeps the connection "
+            "open: every byte counts as activity",
+            "KA-6, KA-3",
+            [
+                *establish(),
+                send_hex("a", frame, chunks=[4] * 13, pause=0.25),
+                expect("a", {"type": "Inv", "payload": bytes(range(40)).hex()}, ignore=["Ping"]),
+            ],
+        )
+    )
     return [("established", "Keepalive on a connection the runner opened.", "responder", cases)]
 
 
@@ -601,6 +633,14 @@ def close_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
             "a first handshake with a 257-byte user agent: closed invalid_message",
             "CONN-30",
             [connect(), send_hex("a", raw(0x01, ua_257)), expect_close("a", ["invalid_message"])],
+        )
+    )
+    not_utf8 = struct.pack("<IQIIH", 1, 1_700_000_000, 1, 0, 2) + b"\xc3\x28" + bytes(48)
+    invalid.append(
+        case(
+            "a first handshake whose user agent is not UTF-8: closed invalid_message",
+            "CONN-30",
+            [connect(), send_hex("a", raw(0x01, not_utf8)), expect_close("a", ["invalid_message"])],
         )
     )
     return [
@@ -716,6 +756,28 @@ def node_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
         ("limits", "Admission at the inbound limit.", "responder", limits),
         ("serving", "The node serves each connection on its own.", "responder", serving),
         ("advertised", "What the implementation says of itself.", "responder", advertised),
+        (
+            "padding",
+            "Padding lengths seen over many frames.",
+            "responder",
+            [
+                case(
+                    "twenty handshakes in turn, each padded by at most 32 bytes",
+                    "PRIV-1",
+                    [
+                        step
+                        for _ in range(20)
+                        for step in (
+                            connect("a"),
+                            send("a", handshake()),
+                            expect("a", THEIR_HANDSHAKE),
+                            {"op": "end", "conn": "a"},
+                            expect_close("a", []),
+                        )
+                    ],
+                )
+            ],
+        ),
     ]
 
 
