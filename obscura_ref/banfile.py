@@ -8,6 +8,7 @@ is a ban file (its version and fields) is ``BanList.from_document``'s to judge.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -47,16 +48,27 @@ def write_ban_document(path: Path, document: object) -> None:
     moment leaves the old file or the new one, never a part (spec: BAN-6). Creates the folder
     if needed; BanFileError naming the file when it cannot be written."""
     try:
-        text = json.dumps(document, allow_nan=False, indent=2) + "\n"
+        write_json_atomically(path, document)  # spec: BAN-6
     except (TypeError, ValueError) as exc:
         raise BanFileError(f"ban file {path}: the document is not JSON: {exc}") from None
+    except OSError as exc:
+        raise BanFileError(f"ban file {path}: cannot be written: {exc}") from None
+
+
+def write_json_atomically(path: Path, document: object) -> None:
+    """Replace the file at ``path`` with ``document`` as JSON, atomically: a reader, or a
+    process killed at any moment, sees the old file or the new one, never a part (BAN-6 asks
+    it of the ban file; the node's status snapshot is written the same way). Creates the
+    folder if needed. TypeError or ValueError when the document is not JSON (nothing is
+    written); OSError when the file cannot be written."""
+    text = json.dumps(document, allow_nan=False, indent=2) + "\n"
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         # spec: BAN-6 (a new file in the same folder, so that the rename cannot cross disks)
         handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
-        raise BanFileError(f"ban file {path}: cannot be written: {exc}") from None
+    except ValueError as exc:  # a NUL in the name: a path no file can have
+        raise OSError(errno.EINVAL, str(exc)) from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
@@ -64,11 +76,9 @@ def write_ban_document(path: Path, document: object) -> None:
             os.fsync(file.fileno())  # spec: BAN-6 (the whole document on the disk first)
         os.replace(temp_name, path)  # spec: BAN-6 (renamed over the old one: old or new)
         _fsync_folder(folder)  # spec: BAN-6 (the rename itself on the disk)
-    except BaseException as exc:
+    except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)  # gone already when the rename happened
-        if isinstance(exc, OSError):
-            raise BanFileError(f"ban file {path}: cannot be written: {exc}") from None
         raise
 
 
