@@ -6,6 +6,7 @@
     obscura-ref node [--listen HOST:PORT] [--connect HOST:PORT ...] [--persistent HOST:PORT ...]
                      [--config FILE] [--set KEY=VALUE ...] [--seed N] [--log-level LEVEL]
                      [--log-format text|json] [--status-interval SECONDS]
+                     [--status-json FILE]
                                     run a node until SIGINT or SIGTERM
     obscura-ref config show         the effective configuration and where each value came from
     obscura-ref spec check          the traceability check; writes spec/TRACE.md
@@ -30,11 +31,14 @@ import selectors
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .banfile import BanFileError, write_json_atomically
 from .config import ConfigError, NodeConfig, describe
 from .config import load as load_configuration
 from .conformance import codec, decision, session_vectors
@@ -110,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="seconds between status lines (0: none)",
+    )
+    node.add_argument(
+        "--status-json",
+        type=Path,
+        metavar="FILE",
+        help="write a JSON snapshot of every connection and of the manager to FILE, replaced "
+        "atomically at start, at every status interval and at stop",
     )
     node.set_defaults(handler=_node)
 
@@ -211,16 +222,24 @@ def _node(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rng = None if args.seed is None else random.Random(args.seed)
-    node = Node(config, rng=rng, on_event=_echo_to(lambda: node) if args.echo else _ignore)
+    try:
+        node = Node(config, rng=rng, on_event=_echo_to(lambda: node) if args.echo else _ignore)
+    except BanFileError as exc:  # spec: BAN-8 (refuse to start, naming the file)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     log = logging.getLogger("obscura_ref.node")
+    status_json: Path | None = args.status_json
     signals = _SignalWatch(node, log)  # before anything can be interrupted
     try:
         if listen is not None:
             node.listen(*listen)
         for (host, port), persistent in targets:
             node.connect(host, port, persistent=persistent)
+        if status_json is not None and not _write_status(node, status_json, running=True):
+            node.shutdown(0)
+            return 2  # a file the operator named and the node cannot write: a usage error
         if args.status_interval > 0:
-            _log_status_every(node, args.status_interval)
+            _log_status_every(node, args.status_interval, status_json)
         node.run_forever()
         graceful = node.shutdown()  # spec: NODE-5
     except (OSError, NodeError) as exc:
@@ -229,6 +248,8 @@ def _node(args: argparse.Namespace) -> int:
         return 1
     finally:
         signals.restore()
+    if status_json is not None:
+        _write_status(node, status_json, running=False)
     log.info("stopped%s", "" if graceful else " (some connections were cut before they closed)")
     return 0
 
@@ -289,25 +310,63 @@ class _SignalWatch:
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _log_status_every(node: Node, interval: float) -> None:
+def _log_status_every(node: Node, interval: float, status_json: Path | None = None) -> None:
+    """Every ``interval`` seconds, the status line, and the snapshot when asked for one: what
+    spec/manager.md NODE-9 asks a node to report."""
     log = logging.getLogger("obscura_ref.node")
 
     def report() -> None:
-        rows = node.status()
-        established = sum(row.state == "established" for row in rows)
-        rtts = [row.rtt for row in rows if row.rtt is not None]
-        mean = f"{1000 * sum(rtts) / len(rtts):.1f} ms" if rtts else "-"
-        log.info(
-            "status: %d connections (%d established, %d outbound, %d inbound), mean rtt %s",
-            len(rows),
-            established,
-            node.outbound_count(),
-            node.inbound_count(),
-            mean,
-        )
+        log.info("%s", status_line(node))  # spec: NODE-9
+        if status_json is not None:
+            _write_status(node, status_json, running=True)
         node.loop.call_at(node.loop.clock() + interval, report)
 
     node.loop.call_at(node.loop.clock() + interval, report)
+
+
+def status_line(node: Node) -> str:
+    """One short line: connections per type (those that count against the limits), address
+    groups, bans in force, addresses waiting for their next attempt, and the partition."""
+    manager = node.manager_status()
+    counts = ", ".join(f"{count} {kind}" for kind, count in manager.counts.items())
+    rtts = [row.rtt for row in node.status() if row.rtt is not None]
+    mean = f"{1000 * sum(rtts) / len(rtts):.1f} ms" if rtts else "-"
+    return (
+        f"status: {counts}; address groups {len(manager.groups)}, bans {len(manager.bans)}, "
+        f"waiting {len(manager.waiting)}, mean rtt {mean}, "
+        + ("partitioned" if manager.partitioned else "not partitioned")
+    )
+
+
+def status_snapshot(node: Node, *, running: bool) -> dict[str, object]:
+    """The document of ``--status-json`` (README.md, "Running nodes"): every connection as
+    ``Node.status`` describes it, and the manager's view (``Node.manager_status``)."""
+    manager = node.manager_status()
+    now = node.loop.clock()
+    return {
+        "time": round(time.time(), 3),
+        "running": running,
+        "counts": manager.counts,
+        "groups": manager.groups,
+        "partitioned": manager.partitioned,
+        "book": manager.book,
+        "bans": [{"address": address, "until": until} for address, until in manager.bans],
+        "waiting": [
+            {"address": address, "failures": failures, "next_attempt_in": round(at - now, 3)}
+            for address, failures, at in manager.waiting
+        ],
+        "connections": [asdict(row) for row in node.status()],
+    }
+
+
+def _write_status(node: Node, path: Path, *, running: bool) -> bool:
+    """Replace the snapshot file; a failure is logged, and the node goes on."""
+    try:
+        write_json_atomically(path, status_snapshot(node, running=running))  # spec: NODE-9
+    except OSError as exc:
+        logging.getLogger("obscura_ref.node").error("status file %s: %s", path, exc)
+        return False
+    return True
 
 
 def _config_show(args: argparse.Namespace) -> int:
