@@ -35,6 +35,9 @@ from .machines.handshake import (
 )
 from .machines.reasons import CloseReason
 from .machines.table import markdown_table, mermaid
+from .manager.backoff import MAX_FAILURES
+from .manager.bans import BAN_THRESHOLD, MAX_MISBEHAVIOUR_RECORDS
+from .manager.eviction import PROTECT_BY_GROUP, PROTECT_BY_RTT, PROTECT_BY_SCORE
 from .node import ACCEPT_BACKOFF, ACCEPTS_PER_READY, MAX_PENDING_EVENTS, READ_CHUNK
 from .wire import (
     DEFINED_TYPES,
@@ -226,6 +229,31 @@ BLOCKS: dict[str, Callable[[], str]] = {
                 "undelivered application events before reading pauses",
             ),
             "ACCEPT_BACKOFF": (ACCEPT_BACKOFF, "seconds a listener rests after accept failed"),
+        }
+    ),
+    "manager-constants": _constants(
+        {
+            "BAN_THRESHOLD": (BAN_THRESHOLD, "misbehaviour points at which an address is banned"),
+            "MAX_MISBEHAVIOUR_RECORDS": (
+                MAX_MISBEHAVIOUR_RECORDS,
+                "misbehaviour records kept at most; the oldest is forgotten first",
+            ),
+            "MAX_FAILURES": (
+                MAX_FAILURES,
+                "consecutive failures after which a non-persistent entry leaves the book",
+            ),
+            "PROTECT_BY_GROUP": (
+                PROTECT_BY_GROUP,
+                "eviction step 1: groups whose oldest candidate is protected",
+            ),
+            "PROTECT_BY_RTT": (
+                PROTECT_BY_RTT,
+                "eviction step 2: candidates protected for the lowest round-trip time",
+            ),
+            "PROTECT_BY_SCORE": (
+                PROTECT_BY_SCORE,
+                "eviction step 3: candidates protected for the highest score",
+            ),
         }
     ),
     "handshake-check-order": _check_order,

@@ -104,6 +104,8 @@ def _spec_says(kind: str, given: dict[str, Any]) -> dict[str, Any]:
 def test_the_expected_decisions_are_the_spec_s() -> None:
     both_failing = set()
     for _, _, case in decision.load_cases(ROOT):
+        if case["decision"] not in ("admit_inbound", "open_outbound", "handshake"):
+            continue  # the manager's kinds: tests/test_manager_rules.py
         assert case["expected"] == _spec_says(case["decision"], case["input"]), case["comment"]
         if case["decision"] == "handshake" and "HS-11" in case["requirements"]:
             both_failing.add((case["input"]["role"], case["expected"]["reason"]))
@@ -295,7 +297,7 @@ def test_an_adapter_that_cannot_start_is_an_adapter_error() -> None:
 
 def test_the_reference_adapter_answers_bad_requests() -> None:
     lines = [
-        '{"tcId": 1, "decision": "evict", "input": {}}',
+        '{"tcId": 1, "decision": "teleport", "input": {}}',
         "",
         "not json",
         '{"tcId": 2, "decision": "admit_inbound", "input": {"open_inbound": true}}',
