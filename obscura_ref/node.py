@@ -13,6 +13,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import math
 import selectors
 import socket
 import time
@@ -20,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .banfile import BAN_FILE_NAME, BanFileError, read_ban_document, write_ban_document
 from .config import NodeConfig
 from .loop import EventLoop, TimerHandle
 from .machines.connection import ConnState, Direction, PeerConnection
@@ -52,8 +54,12 @@ from .machines.events import (
 from .machines.handshake import LocalHandshake
 from .machines.nonces import OwnNonces
 from .machines.padding import RandomSource, SystemRandomSource
-from .machines.reasons import LOCAL_REASONS, CloseReason
-from .manager.admission import inbound_admission, may_open_outbound
+from .machines.reasons import CloseReason
+from .manager import manager as mgr
+from .manager.bans import BanFileError as NotABanFile
+from .manager.bans import BanList
+from .manager.groups import address_group
+from .manager.manager import ConnectionManager, Decision, Fact, ManagerStatus, PeerType
 from .wire import Opaque
 
 log = logging.getLogger("obscura_ref.node")
@@ -91,6 +97,9 @@ class PeerStatus:
     peer: int
     address: str
     direction: str
+    type: str  # outbound, persistent, inbound or temporary (spec/manager.md section 3)
+    group: str  # the address group (spec/manager.md section 2)
+    score: int  # spec/manager.md section 4
     persistent: bool
     state: str
     age: float
@@ -109,7 +118,7 @@ class PeerStatus:
 class _Peer:
     id: int
     address: Address
-    persistent: bool
+    kind: PeerType
     machine: PeerConnection
     sock: socket.socket | None
     send_queue: deque[memoryview] = field(default_factory=deque)
@@ -119,7 +128,10 @@ class _Peer:
     eof_seen: bool = False  # the peer ended its side
     ending: bool = False  # CloseTransport: end our side once the queue is written
     overflow: bool = False  # a send did not fit the queue in the current batch
-    refused: bool = False  # turned away at admission (LIM-2): closed once its Disconnect is out
+    refused: bool = (
+        False  # refused or evicted at admission (LIM-16): closed once its Disconnect is out
+    )
+    live: bool = True  # the manager has not yet been told its close began (LIM-12)
 
     @property
     def label(self) -> str:
@@ -144,6 +156,18 @@ def parse_address(text: str) -> Address:
 
 
 class Node:
+    """Connection machines on real sockets, under one ``ConnectionManager``.
+
+    The node turns socket readiness and timer expiries into events for each connection's
+    ``PeerConnection`` and carries out the actions it returns (spec/node.md); it reports what
+    happens to connections to the ``ConnectionManager`` as facts and carries out its decisions:
+    admit, refuse, evict, dial, save the bans, wake it later (spec/manager.md). It decides
+    nothing itself. Build it from a ``NodeConfig``, call ``listen`` and ``connect``, and drive
+    it with ``step``, ``run_until`` or ``run_forever``; ``shutdown`` closes every connection
+    gracefully. Events for the application arrive through ``on_event`` or the ``events``
+    queue; ``status`` and ``manager_status`` describe the connections.
+    """
+
     def __init__(
         self,
         config: NodeConfig | None = None,
@@ -171,11 +195,20 @@ class Node:
         self._open = {Direction.OUTBOUND: 0, Direction.INBOUND: 0}
         self._next_id = 1
         self._listeners: list[socket.socket] = []
-        self._reconnects: dict[Address, TimerHandle] = {}
+        settings = self.config.manager_settings()
+        self._ban_file = None if settings.data_dir is None else settings.data_dir / BAN_FILE_NAME
+        key = self._rng.getrandbits(256).to_bytes(32, "little")  # spec: LIM-11
+        self.manager = ConnectionManager(
+            settings, key, self._rng, self.loop.clock(), self._load_bans()
+        )
+        self._facts: deque[Fact] = deque()
+        self._deciding = False
+        self._wake: TimerHandle | None = None
+        self._dialled: dict[Address, int] = {}  # the peer numbers of the dials just made
         self._reading_paused = False
         self._accept_paused_until = 0.0
         self._stop_requested = False  # leave run_forever
-        self._shutting_down = False  # no more reconnects, no more accepts (TYPE-1, NODE-5)
+        self._shutting_down = False  # no more dials, no more accepts (NODE-5)
         self._cut_requested = False  # stop waiting for graceful closes
         # Events for the machines, carried out one batch of actions at a time: an event that
         # arises while a batch is being carried out waits for the batch to finish.
@@ -200,21 +233,38 @@ class Node:
         self.loop.register(sock, _READ, lambda mask: self._accept(sock))
         bound = sock.getsockname()
         log.info("listening on %s:%s", bound[0], bound[1])
+        self._decide(mgr.Listening((bound[0], bound[1])))
         return bound[0], bound[1]
 
     def connect(self, host: str, port: int, *, persistent: bool = False) -> int:
-        """Open an outbound connection; returns its peer number. A persistent one is opened
-        again ``reconnect_interval`` seconds after every close not asked for locally."""
+        """Add an address to the address book and dial it now; returns the connection's peer
+        number. A persistent address is reopened whenever its connection is lost (spec:
+        RECO-5). NodeError when the manager does not dial it now (a limit, a ban, the address
+        already connected); a persistent address stays in the book and is dialled once it
+        can be."""
         address = parse_address(f"[{host}]:{port}")
-        limit = self.config.max_outbound_connections
-        if not may_open_outbound(self.outbound_count(), limit):  # spec: LIM-1
-            raise NodeError(f"max_outbound_connections ({limit}) reached")
+        self._dialled.clear()
+        self._decide(mgr.AddressAdded(address, "persistent" if persistent else "connect"))
+        peer = self._dialled.get(address)
+        if peer is None:
+            raise NodeError(
+                f"{address[0]}:{address[1]} not dialled now: a limit is reached, the address is "
+                "banned, our own, or already connected (spec/manager.md sections 3, 6, 7)"
+            )
+        return peer
+
+    def _dial(self, address: Address, kind: PeerType) -> None:
+        """Carry out a ``Dial``: open the socket and start the connection's machine."""
+        host, port = address
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         source = self._source_for(family, address[0])
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError as exc:  # out of descriptors, say
-            raise NodeError(f"cannot open a socket: {exc}") from exc
+            log.warning("cannot open a socket for %s:%s: %s", host, port, exc)
+            self._decide(mgr.DialFailed(address, kind))
+            self._log_next_attempt(address)
+            return
         try:
             sock.setblocking(False)
             if source is not None:
@@ -222,9 +272,14 @@ class Node:
             status = sock.connect_ex(address)
         except OSError as exc:
             sock.close()
-            raise NodeError(f"cannot connect to {host}:{port}: {exc}") from exc
-        peer = self._add_peer(Direction.OUTBOUND, address, sock, persistent)
-        log.info("peer %d %s outbound connecting", peer.id, peer.label)
+            log.warning("cannot connect to %s:%s: %s", host, port, exc)
+            self._decide(mgr.DialFailed(address, kind))
+            self._log_next_attempt(address)
+            return
+        peer = self._add_peer(Direction.OUTBOUND, address, sock, kind)
+        self._dialled[address] = peer.id
+        self._decide(mgr.Opened(peer.id, address, kind))
+        log.info("peer %d %s %s connecting", peer.id, peer.label, kind.value)
         if status not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
             # Reported on the next pass of the loop, so that the caller has the peer number
             # before it hears of the close.
@@ -232,7 +287,6 @@ class Node:
             self.loop.call_at(self.loop.clock(), lambda: self._handle(peer, failure))
         else:
             self._update_interest(peer)
-        return peer.id
 
     def _source_for(self, family: int, destination: str) -> str | None:
         """On loopback, a node that listens on one specific address connects from it too, so
@@ -261,6 +315,7 @@ class Node:
 
     def status(self) -> list[PeerStatus]:
         now = self.loop.clock()
+        scores = self.manager.status(now, self._wall_clock()).scores
         rows = []
         for peer in self._peers.values():
             m = peer.machine
@@ -270,7 +325,10 @@ class Node:
                     peer=peer.id,
                     address=peer.label,
                     direction=m.direction.value,
-                    persistent=peer.persistent,
+                    type=peer.kind.value,
+                    group=address_group(peer.address[0]),
+                    score=scores.get(peer.id, 0),
+                    persistent=peer.kind is PeerType.PERSISTENT,
                     state=m.state.value,
                     age=now - m.opened_at,
                     established_for=None if m.established_at is None else now - m.established_at,
@@ -285,6 +343,10 @@ class Node:
                 )
             )
         return rows
+
+    def manager_status(self) -> ManagerStatus:
+        """Counts per type and group, scores, bans, entries waiting to be dialled (NODE-9)."""
+        return self.manager.status(self.loop.clock(), self._wall_clock())
 
     def outbound_count(self) -> int:
         return self._open[Direction.OUTBOUND]
@@ -329,9 +391,8 @@ class Node:
         ``timeout`` (default ``close_timeout``) passes, then release every socket. Returns
         whether every connection closed gracefully in time (spec: NODE-5)."""
         self._shutting_down = True  # spec: NODE-5
-        for handle in self._reconnects.values():
-            self.loop.cancel(handle)
-        self._reconnects.clear()
+        if self._wake is not None:
+            self.loop.cancel(self._wake)
         for listener in self._listeners:
             self.loop.unregister(listener)
             listener.close()
@@ -357,7 +418,7 @@ class Node:
         return peer
 
     def _add_peer(
-        self, direction: Direction, address: Address, sock: socket.socket, persistent: bool
+        self, direction: Direction, address: Address, sock: socket.socket, kind: PeerType
     ) -> _Peer:
         nonce = self.nonces.issue(self._rng)  # spec: HS-13
         machine = PeerConnection(
@@ -370,7 +431,7 @@ class Node:
             self.nonces,
             self._rng,
         )
-        peer = _Peer(self._next_id, address, persistent, machine, sock)
+        peer = _Peer(self._next_id, address, kind, machine, sock)
         self._next_id += 1
         self._peers[peer.id] = peer
         self._open[direction] += 1
@@ -388,14 +449,12 @@ class Node:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            refusal = inbound_admission(self.inbound_count(), self.config.max_inbound_connections)
-            peer = self._add_peer(Direction.INBOUND, (address[0], address[1]), sock, False)
+            peer = self._add_peer(
+                Direction.INBOUND, (address[0], address[1]), sock, PeerType.INBOUND
+            )
             log.info("peer %d %s inbound accepted", peer.id, peer.label)
-            if refusal is not None:  # spec: LIM-2 (said before a byte of it is read)
-                peer.refused = True
-                self._handle(peer, CloseRequested(refusal))
-            else:
-                self._update_interest(peer)
+            # spec: LIM-16 (decided before a byte of it is read: Admit makes it readable)
+            self._decide(mgr.InboundOffered(peer.id, peer.address))
 
     def _pause_accepting(self, listener: socket.socket, error: OSError) -> None:
         """The listener stays readable while accept fails: stop watching it for a moment
@@ -587,7 +646,11 @@ class Node:
         if peer.overflow and peer.machine.is_open:
             peer.overflow = False
             self._handle(peer, SendQueueFull())
-        if peer.id in self._peers:
+        if peer.live and not peer.machine.is_live:
+            peer.live = False
+            reason = peer.machine.close_reason or CloseReason.NETWORK_ERROR
+            self._decide(mgr.CloseBegan(peer.id, reason))  # spec: LIM-12 (no longer counts)
+        if peer.id in self._peers and (peer.machine.is_live or peer.machine.is_closing):
             self._update_interest(peer)
 
     def _log_closing(self, peer: _Peer) -> None:
@@ -645,6 +708,9 @@ class Node:
                 n.privacy_features,
                 n.peer_user_agent,
             )
+            self._decide(mgr.Established(peer.id, n.features))
+        elif isinstance(event, RttMeasured):
+            self._decide(mgr.RttMeasured(peer.id, event.seconds))
         elif isinstance(event, Misbehaviour):
             log.warning(
                 "peer %d %s misbehaved: %s (%s): %s",
@@ -654,6 +720,7 @@ class Node:
                 event.requirement,
                 event.detail,
             )
+            self._decide(mgr.Misbehaved(peer.id, event.requirement))  # spec: BAN-1
         elif isinstance(event, Closed):
             self._closed(peer, event)
         delivered = NodeEvent(peer.id, peer.label, event)
@@ -682,23 +749,80 @@ class Node:
         self._release_socket(peer)
         del self._peers[peer.id]
         self._open[peer.machine.direction] -= 1
-        if peer.persistent and not self._shutting_down and event.reason not in LOCAL_REASONS:
-            self._schedule_reconnect(peer.address)
+        self._decide(mgr.Closed(peer.id, event.reason, event.peer_reason))
+        if peer.kind is not PeerType.INBOUND:
+            self._log_next_attempt(peer.address)
 
-    def _schedule_reconnect(self, address: Address) -> None:
-        deadline = self.loop.clock() + self.config.reconnect_interval  # spec: TYPE-1
+    def _log_next_attempt(self, address: Address) -> None:
+        """After a failed dial or a lost connection, say when the address is tried again:
+        the operator sees the backoff grow (spec/manager.md section 8, RECO-4). A close the
+        node asked for, or an address that left the book, schedules nothing."""
+        entry = self.manager.book.get(address)
+        now = self.loop.clock()
+        if entry is None or entry.failures == 0 or not now < entry.next_attempt < math.inf:
+            return
+        log.info(
+            "next attempt to %s in %.3f s (failure %d)",
+            entry.text,
+            entry.next_attempt - now,
+            entry.failures,
+        )
 
-        def reconnect() -> None:
-            self._reconnects.pop(address, None)
-            if self._shutting_down:
+    # ---- inside: the manager's decisions -----------------------------------------------
+
+    def _load_bans(self) -> BanList:
+        """The bans of the ban file, or none without a data_dir (spec: BAN-7, BAN-8)."""
+        if self._ban_file is None:
+            return BanList()
+        try:
+            document = read_ban_document(self._ban_file)
+            if document is None:
+                return BanList()
+            return BanList.from_document(document, self._wall_clock())  # spec: BAN-7
+        except NotABanFile as exc:  # spec: BAN-8 (named, never a traceback)
+            raise BanFileError(f"ban file {self._ban_file}: {exc}") from None
+
+    def _decide(self, fact: Fact) -> None:
+        """Tell the manager a fact and carry out its decisions, in order. A fact that arises
+        while decisions are carried out (a dial reports Opened) waits for them, as NODE-8
+        has events wait for a machine's actions."""
+        self._facts.append(fact)
+        if self._deciding:
+            return
+        self._deciding = True
+        try:
+            while self._facts:
+                now, wall = self.loop.clock(), self._wall_clock()
+                for decision in self.manager.handle(self._facts.popleft(), now, wall):
+                    self._carry_out(decision)
+        finally:
+            self._deciding = False
+
+    def _carry_out(self, decision: Decision) -> None:
+        if isinstance(decision, mgr.WakeAt):
+            if self._wake is not None:
+                self.loop.cancel(self._wake)
+            if not self._shutting_down:
+                self._wake = self.loop.call_at(decision.time, lambda: self._decide(mgr.Tick()))
+        elif isinstance(decision, mgr.Dial):
+            if not self._shutting_down:
+                self._dial(decision.address, decision.type)
+        elif isinstance(decision, mgr.SaveBans):
+            if self._ban_file is not None:
+                try:
+                    write_ban_document(self._ban_file, decision.document)  # spec: BAN-6
+                except BanFileError as exc:
+                    log.error("%s", exc)
+        else:
+            peer = self._peers.get(decision.peer)
+            if peer is None:
                 return
-            try:
-                self.connect(address[0], address[1], persistent=True)
-            except NodeError as exc:  # the outbound limit, say: try again later
-                log.info("persistent %s:%s not reopened: %s", address[0], address[1], exc)
-                self._schedule_reconnect(address)
-
-        pending = self._reconnects.pop(address, None)
-        if pending is not None:
-            self.loop.cancel(pending)
-        self._reconnects[address] = self.loop.call_at(deadline, reconnect)
+            if isinstance(decision, mgr.Admit):
+                self._update_interest(peer)
+            elif isinstance(decision, mgr.Refuse):
+                peer.refused = True  # spec: NODE-4 (closed once its Disconnect is written)
+                self._handle(peer, CloseRequested(decision.reason))
+            elif peer.machine.is_live:  # Evict
+                # spec: NODE-4 (one evicted for a newcomer is not waited for either)
+                peer.refused = decision.reason is CloseReason.EVICTED
+                self._handle(peer, CloseRequested(decision.reason))

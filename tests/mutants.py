@@ -21,7 +21,7 @@ import dataclasses
 import random
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +52,16 @@ from obscura_ref.machines.handshake import CHECK_ORDER, HandshakeProtocol, Local
 from obscura_ref.machines.nonces import OwnNonces
 from obscura_ref.machines.padding import RandomSource, origin_padding, random_below
 from obscura_ref.machines.reasons import CloseReason
-from obscura_ref.manager import admission
+from obscura_ref.manager import manager as manager_module
+from obscura_ref.manager.bans import BanList, MisbehaviourRecords
+from obscura_ref.manager.manager import (
+    ConnectionManager,
+    Evict,
+    InboundOffered,
+    Misbehaved,
+    PeerType,
+)
+from obscura_ref.manager.score import PeerFacts
 from obscura_ref.node import AppEvent, Node, _Peer
 from obscura_ref.wire import (
     MAX_HANDSHAKE_PAYLOAD,
@@ -154,16 +163,6 @@ def _negotiation(mp: pytest.MonkeyPatch, version: Callable[[int, int], int]) -> 
         return dataclasses.replace(original(local, peer), version=agreed)
 
     mp.setattr(handshake, "negotiate", negotiate)
-
-
-def _inbound_limit(mp: pytest.MonkeyPatch, shift: int) -> None:
-    original = admission.inbound_admission
-
-    def inbound_admission(open_inbound: int, max_inbound: int) -> CloseReason | None:
-        return original(open_inbound, max_inbound + shift)
-
-    mp.setattr(admission, "inbound_admission", inbound_admission)
-    mp.setattr("obscura_ref.node.inbound_admission", inbound_admission)
 
 
 def _without_sends(actions: list[Action]) -> list[Action]:
@@ -741,21 +740,31 @@ def close_without_waiting_for_peer(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(Node, "_end_sending", end_sending)
 
 
-@mutant("node", "LIM-2", "decision-admission.json#3", "session-node.json#1")
+@mutant("manager", "LIM-16", "session-node.json#1")
 def inbound_limit_one_over(mp: pytest.MonkeyPatch) -> None:
-    """One inbound connection more than max_inbound_connections is admitted."""
-    _inbound_limit(mp, +1)
+    """One inbound connection more than max_inbound_connections is admitted without an
+    eviction."""
+    _inbound_count(mp, -1)
 
 
-@mutant("node", "LIM-2", "decision-admission.json#2", "session-node.json#1")
+@mutant("manager", "LIM-16", "session-node.json#1")
 def inbound_limit_one_under(mp: pytest.MonkeyPatch) -> None:
-    """One inbound connection fewer than max_inbound_connections is admitted."""
-    _inbound_limit(mp, -1)
+    """The inbound limit is reached one connection early: a peer is evicted too soon."""
+    _inbound_count(mp, +1)
 
 
-@mutant("node", "LIM-2", "session-node.json#1")
+def _inbound_count(mp: pytest.MonkeyPatch, change: int) -> None:
+    original = ConnectionManager._count
+
+    def count(self: ConnectionManager, kind: PeerType) -> int:
+        return original(self, kind) + (change if kind is PeerType.INBOUND else 0)
+
+    mp.setattr(ConnectionManager, "_count", count)
+
+
+@mutant("manager", "LIM-16", "session-node.json#8")
 def refusal_without_disconnect(mp: pytest.MonkeyPatch) -> None:
-    """A connection refused at admission is closed without its Disconnect connection_limit."""
+    """A connection refused at admission (here: banned) is closed without its Disconnect."""
     original = Node._queue
 
     def queue(self: Node, peer: _Peer, data: bytes) -> None:
@@ -765,16 +774,56 @@ def refusal_without_disconnect(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(Node, "_queue", queue)
 
 
-@mutant("node", "LIM-1", "decision-admission.json#12")
-def outbound_limit_one_over(mp: pytest.MonkeyPatch) -> None:
-    """An outbound connection is opened with max_outbound_connections already open."""
-    original = admission.may_open_outbound
+@mutant("manager", "LIM-17", "session-node.json#1")
+def eviction_never_chooses(mp: pytest.MonkeyPatch) -> None:
+    """At the inbound limit no peer is ever evicted: every newcomer is refused."""
+    mp.setattr(manager_module, "choose_eviction", lambda candidates, now, key: None)
 
-    def may_open_outbound(open_outbound: int, max_outbound: int) -> bool:
-        return original(open_outbound, max_outbound + 1)
 
-    mp.setattr(admission, "may_open_outbound", may_open_outbound)
-    mp.setattr("obscura_ref.node.may_open_outbound", may_open_outbound)
+@mutant("manager", "LIM-17", "session-node.json#1")
+def eviction_takes_the_oldest(mp: pytest.MonkeyPatch) -> None:
+    """The eviction takes the longest-connected candidate instead of applying the table."""
+
+    def oldest(candidates: Sequence[PeerFacts], now: float, key: bytes) -> int | None:
+        return min(candidates, key=lambda c: (c.opened_at, c.peer)).peer if candidates else None
+
+    mp.setattr(manager_module, "choose_eviction", oldest)
+
+
+@mutant("manager", "BAN-2", "session-node.json#8")
+def misbehaviour_never_bans(mp: pytest.MonkeyPatch) -> None:
+    """Misbehaviour points never reach a ban."""
+    mp.setattr(MisbehaviourRecords, "add", lambda self, ip, requirement, wall, duration: False)
+
+
+@mutant("manager", "BAN-2", "session-node.json#8")
+def ban_spares_the_other_connections(mp: pytest.MonkeyPatch) -> None:
+    """A ban refuses new connections from the address but keeps those already open."""
+    original = ConnectionManager._on_Misbehaved
+
+    def misbehaved(self: ConnectionManager, fact: Misbehaved) -> None:
+        kept = {p.peer: p.counts for p in self._peers.values()}
+        original(self, fact)
+        self._out = [d for d in self._out if not isinstance(d, Evict)]
+        for peer in self._peers.values():
+            peer.counts = kept.get(peer.peer, peer.counts)
+
+    mp.setattr(ConnectionManager, "_on_Misbehaved", misbehaved)
+
+
+@mutant("manager", "BAN-3", "session-node.json#8")
+def banned_address_admitted(mp: pytest.MonkeyPatch) -> None:
+    """A connection from a banned address is admitted like any other."""
+    original = ConnectionManager._on_InboundOffered
+
+    def offered(self: ConnectionManager, fact: InboundOffered) -> None:
+        bans, self.bans = self.bans, BanList()
+        try:
+            original(self, fact)
+        finally:
+            self.bans = bans
+
+    mp.setattr(ConnectionManager, "_on_InboundOffered", offered)
 
 
 @mutant("node", "NODE-2", "session-node.json#3")
@@ -806,14 +855,10 @@ def violation_closes_every_connection(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(Node, "_tell", tell)
 
 
-@mutant("node", "TYPE-1", "session-handshake.json#24")
+@mutant("manager", "RECO-4", "session-handshake.json#24")
 def persistent_reconnected_at_once(mp: pytest.MonkeyPatch) -> None:
-    """A persistent connection is opened again at once, not reconnect_interval after its close."""
-
-    def schedule_reconnect(self: Node, address: tuple[str, int]) -> None:
-        self.connect(address[0], address[1], persistent=True)
-
-    mp.setattr(Node, "_schedule_reconnect", schedule_reconnect)
+    """A lost persistent connection is opened again at once, with no backoff delay."""
+    mp.setattr(manager_module, "reconnect_delay", lambda failures, interval, cap, u64: 0.0)
 
 
 @mutant("node", "NODE-5", "session-node.json#5")

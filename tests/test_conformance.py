@@ -179,7 +179,7 @@ def test_usage_errors_exit_with_status_2(capsys: pytest.CaptureFixture[str]) -> 
     assert exited.value.code == 2
 
 
-@pytest.mark.spec("NODE-5", "HS-12", "CONN-10", "TYPE-1")
+@pytest.mark.spec("NODE-5", "HS-12", "CONN-10", "RECO-5")
 def test_the_reference_command_line_passes_when_spawned(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -188,8 +188,8 @@ def test_the_reference_command_line_passes_when_spawned(
     application."""
     picked = [
         "session-node.json#5",  # stop: Disconnect shutting_down, exit status 0
-        "session-handshake.json#16",  # self-connection across two of its connections
-        "session-handshake.json#23",  # the persistent peer reconnected
+        "session-handshake.json#17",  # self-connection across two of its connections
+        "session-handshake.json#24",  # the persistent peer reconnected
         "session-node.json#4",  # the echo application
     ]
     argv = ["conformance", "run", "--vectors", str(VECTORS), "--spawn", SPAWN_REFERENCE]
@@ -222,7 +222,7 @@ def test_a_target_already_listening_gets_the_responder_cases(
                 "--only",
                 "session-close.json#1",
                 "--only",
-                "session-handshake.json#17",
+                "session-handshake.json#18",
             ]
         )
     finally:

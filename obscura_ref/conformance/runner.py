@@ -10,6 +10,7 @@ reference.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 import socket
 import time
@@ -105,6 +106,17 @@ def selected(
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in only for name in names)
 
 
+_sources = itertools.count()
+
+
+def case_source() -> str:
+    """A loopback address of its own for each case's connections: 127.100.0.1, 127.100.0.2,
+    ... (spec/manager.md: a ban is per address, so a case that gets its address banned leaves
+    the next case's alone, even on one long-running target)."""
+    number = next(_sources) % (250 * 250)
+    return f"127.100.{number // 250}.{1 + number % 250}"
+
+
 def run_session_case(case: Case, factory: TargetFactory, dials: bool) -> CaseResult:
     body = case.body
     result = CaseResult(
@@ -130,7 +142,7 @@ def run_session_case(case: Case, factory: TargetFactory, dials: bool) -> CaseRes
             listener.bind(("127.0.0.1", 0))
             listener.listen(16)
         target = factory(None if listener is None else listener.getsockname())
-        session = Session(target, listener, started_at=started)
+        session = Session(target, listener, started_at=started, source=case_source())
         session.run(body["steps"])
     except Skip as exc:
         result.outcome, result.detail = SKIPPED, str(exc)

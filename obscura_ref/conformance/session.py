@@ -148,9 +148,13 @@ class Session:
         listener: socket.socket | None,
         clock: Callable[[], float] = time.monotonic,
         started_at: float | None = None,
+        source: str | None = None,
     ) -> None:
         """``started_at``: when the case began, before the target was started; steps may count
-        from it as the mark ``start``."""
+        from it as the mark ``start``. ``source``: the address the runner's connections come
+        from unless a step names one (a case of its own, so that a ban one case provokes does
+        not reach the next)."""
+        self.source = source
         self.target = target
         self.listener = listener
         self.clock = clock
@@ -341,6 +345,9 @@ class Session:
         if "rcvbuf" in step:  # set before connecting, so the window starts small
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, step["rcvbuf"])
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        source = step.get("source", self.source)
+        if source is not None:  # another loopback address: another address, maybe group
+            sock.bind((source, 0))
         sock.settimeout(CONNECT_TIMEOUT)
         try:
             sock.connect(self.target.listen_address())

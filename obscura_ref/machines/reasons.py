@@ -26,7 +26,15 @@ class CloseReason(Enum):
     REQUESTED = ReasonInfo(1, True, False, "CONN-20", "the local application closed it")
     SHUTTING_DOWN = ReasonInfo(2, True, False, "NODE-5", "the local node is stopping")
     CONNECTION_LIMIT = ReasonInfo(
-        3, True, False, "LIM-2", "the node already has as many inbound connections as it allows"
+        3, True, False, "LIM-16", "the node is full and the eviction rule found no peer to evict"
+    )
+    BANNED = ReasonInfo(4, True, False, "BAN-3", "the peer's address is banned (spec/manager.md)")
+    EVICTED = ReasonInfo(
+        5, True, False, "LIM-17", "the node evicted this inbound peer to admit a newcomer"
+    )
+    ROTATED = ReasonInfo(6, True, False, "PRIV-10", "the node rotated this outbound connection")
+    TEMPORARY_DONE = ReasonInfo(
+        7, True, False, "TYPE-2", "a temporary connection's purpose is met: the address answers"
     )
     INVALID_MESSAGE = ReasonInfo(
         10, True, True, "CONN-30", "the peer sent bytes that do not decode (spec/wire.md)"
@@ -48,6 +56,9 @@ class CloseReason(Enum):
     )
     INACTIVITY_TIMEOUT = ReasonInfo(
         22, True, False, "KA-6", "no byte was received for inactivity_timeout"
+    )
+    TEMPORARY_TIMEOUT = ReasonInfo(
+        24, True, False, "TYPE-2", "a temporary connection was not done within temporary_timeout"
     )
     CONNECT_TIMEOUT = ReasonInfo(
         23, False, False, "CONN-2", "the TCP connection did not open within connection_timeout"
@@ -79,5 +90,14 @@ class CloseReason(Enum):
 
 # Reasons a local caller may give in a CloseRequested event (spec: CONN-20).
 LOCAL_REASONS = frozenset(
-    {CloseReason.REQUESTED, CloseReason.SHUTTING_DOWN, CloseReason.CONNECTION_LIMIT}
+    {
+        CloseReason.REQUESTED,
+        CloseReason.SHUTTING_DOWN,
+        CloseReason.CONNECTION_LIMIT,
+        CloseReason.BANNED,
+        CloseReason.EVICTED,
+        CloseReason.ROTATED,
+        CloseReason.TEMPORARY_DONE,
+        CloseReason.TEMPORARY_TIMEOUT,
+    }
 )
