@@ -21,9 +21,10 @@ import dataclasses
 import random
 import struct
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,9 @@ from obscura_ref.machines.nonces import OwnNonces
 from obscura_ref.machines.padding import RandomSource, origin_padding, random_below
 from obscura_ref.machines.reasons import CloseReason
 from obscura_ref.manager import manager as manager_module
+from obscura_ref.manager import rotation as rotation_module
 from obscura_ref.manager.bans import BanList, MisbehaviourRecords
+from obscura_ref.manager.manager import Closed as ManagerClosed
 from obscura_ref.manager.manager import (
     ConnectionManager,
     Evict,
@@ -788,6 +791,62 @@ def eviction_takes_the_oldest(mp: pytest.MonkeyPatch) -> None:
         return min(candidates, key=lambda c: (c.opened_at, c.peer)).peer if candidates else None
 
     mp.setattr(manager_module, "choose_eviction", oldest)
+
+
+@mutant("manager", "LIM-13", "decision-manager.json#13", "decision-manager.json#6")
+def outbound_limit_one_over(mp: pytest.MonkeyPatch) -> None:
+    """One connection more than its type's limit is dialled."""
+    mp.setattr(manager_module, "may_open_outbound", lambda count, limit: count <= limit)
+
+
+@mutant("manager", "LIM-12", "decision-manager.json#3", "decision-manager.json#4")
+def closing_connections_still_count(mp: pytest.MonkeyPatch) -> None:
+    """A connection keeps its slot until it is closed, not until its close begins."""
+
+    def counting(self: ConnectionManager, kind: PeerType | None) -> Iterator[Any]:
+        return (p for p in self._peers.values() if kind is None or p.type is kind)
+
+    mp.setattr(ConnectionManager, "_counting", counting)
+
+
+@mutant("manager", "RECO-8, RECO-3", "decision-manager.json#9")
+def closed_addresses_kept_in_the_book(mp: pytest.MonkeyPatch) -> None:
+    """An address whose connection closed with self_connection or requested stays in the
+    book and is dialled again."""
+    original = ConnectionManager._on_Closed
+
+    def closed(self: ConnectionManager, fact: ManagerClosed) -> None:
+        if fact.reason in (CloseReason.SELF_CONNECTION, CloseReason.REQUESTED):
+            fact = ManagerClosed(fact.peer, CloseReason.NETWORK_ERROR)
+        original(self, fact)
+
+    mp.setattr(ConnectionManager, "_on_Closed", closed)
+    mp.setattr(ConnectionManager, "_on_CloseBegan", lambda self, fact: None)
+
+
+@mutant("manager", "TYPE-2", "decision-manager.json#11", "decision-manager.json#12")
+def temporary_connections_kept(mp: pytest.MonkeyPatch) -> None:
+    """A temporary connection is kept once its handshake completes, and past its timeout."""
+    original = ConnectionManager._evict
+
+    def evict(self: ConnectionManager, peer: Any, reason: CloseReason) -> None:
+        if reason not in (CloseReason.TEMPORARY_DONE, CloseReason.TEMPORARY_TIMEOUT):
+            original(self, peer, reason)
+
+    mp.setattr(ConnectionManager, "_evict", evict)
+
+
+@mutant("manager", "PRIV-10", "decision-manager.json#13")
+def rotation_takes_the_wrong_peers(mp: pytest.MonkeyPatch) -> None:
+    """Rotation removes the highest-scored outbound connections, not the lowest."""
+    original = rotation_module.choose_rotation
+
+    def rotation(outbound: Sequence[PeerFacts], max_outbound: int, now: float) -> list[int]:
+        chosen = original(outbound, max_outbound, now)
+        ranked = sorted(outbound, key=lambda p: p.peer, reverse=True)
+        return [p.peer for p in ranked[: len(chosen)]]
+
+    mp.setattr(manager_module, "choose_rotation", rotation)
 
 
 @mutant("manager", "BAN-2", "session-node.json#8")
