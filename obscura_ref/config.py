@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .machines.connection import ConnectionSettings
+from .machines.connection import MIN_DURATION, ConnectionSettings
 from .manager.settings import ManagerSettings
 from .wire import MAX_USER_AGENT
 
@@ -127,8 +127,8 @@ KEYS: tuple[Key, ...] = (
         float,
         _TIMERS.connection_timeout,
         "seconds for a TCP connect",
+        MIN_DURATION,  # spec: CFG-5
         None,
-        0,
         DAY,
     ),
     Key(
@@ -136,18 +136,26 @@ KEYS: tuple[Key, ...] = (
         float,
         _TIMERS.handshake_timeout,
         "seconds from the TCP connection to a complete handshake",
+        MIN_DURATION,  # spec: CFG-5
         None,
-        0,
         DAY,
     ),
-    Key("ping_interval", float, _TIMERS.ping_interval, "seconds between pings", None, 0, DAY),
+    Key(
+        "ping_interval",
+        float,
+        _TIMERS.ping_interval,
+        "seconds between pings",
+        MIN_DURATION,  # spec: CFG-5
+        None,
+        DAY,
+    ),
     Key(
         "ping_timeout",
         float,
         _TIMERS.ping_timeout,
         "seconds of silence, with a ping unanswered, before a close (KA-3)",
+        MIN_DURATION,  # spec: CFG-5
         None,
-        0,
         DAY,
     ),
     Key(
@@ -155,8 +163,8 @@ KEYS: tuple[Key, ...] = (
         float,
         _TIMERS.inactivity_timeout,
         "seconds without a received byte before a close",
+        MIN_DURATION,  # spec: CFG-5
         None,
-        0,
         DAY,
     ),
     Key(
@@ -164,8 +172,8 @@ KEYS: tuple[Key, ...] = (
         float,
         _TIMERS.close_timeout,
         "seconds a closing connection may take to write what is queued and see the peer's end",
+        MIN_DURATION,  # spec: CFG-5
         None,
-        0,
         DAY,
     ),
     Key(
@@ -173,8 +181,8 @@ KEYS: tuple[Key, ...] = (
         float,
         _MANAGER.temporary_timeout,
         "seconds a temporary connection may take to complete its handshake",
+        MIN_DURATION,  # spec: CFG-5
         None,
-        0,
         DAY,
     ),
     Key(
@@ -182,8 +190,8 @@ KEYS: tuple[Key, ...] = (
         float,
         _MANAGER.ban_duration,
         "seconds an address stays banned (spec/manager.md section 6)",
+        MIN_DURATION,  # spec: CFG-5
         None,
-        0,
         YEAR,
     ),
     Key(
@@ -198,8 +206,8 @@ KEYS: tuple[Key, ...] = (
         float,
         _MANAGER.reconnect_interval,
         "seconds of the first reconnection delay; later ones double (spec/manager.md section 8)",
+        MIN_DURATION,  # spec: CFG-5
         None,
-        0,
         DAY,
     ),
     Key(
@@ -207,8 +215,8 @@ KEYS: tuple[Key, ...] = (
         float,
         _MANAGER.reconnect_max_interval,
         "the cap of the reconnection backoff, in seconds; not below `reconnect_interval`",
+        MIN_DURATION,  # spec: CFG-5
         None,
-        0,
         DAY,
     ),
     Key(
@@ -216,8 +224,8 @@ KEYS: tuple[Key, ...] = (
         float,
         _MANAGER.rotation_interval,
         "seconds between rotations of outbound connections (spec/manager.md section 9)",
+        MIN_DURATION,  # spec: CFG-5
         None,
-        0,
         DAY,
     ),
     Key(
@@ -226,8 +234,8 @@ KEYS: tuple[Key, ...] = (
         _MANAGER.partition_timeout,
         "seconds without diverse outbound connections before the node is partitioned "
         "(spec/manager.md section 10)",
+        MIN_DURATION,  # spec: CFG-5
         None,
-        0,
         DAY,
     ),
     Key(

@@ -59,6 +59,10 @@ from .padding import PRIVACY_LEVELS, RandomSource, origin_padding
 from .reasons import LOCAL_REASONS, CloseReason
 from .table import Rule
 
+# The shortest duration a configuration may give (spec: CFG-5): a duration below a clock's
+# resolution would arm a timer at the very instant it is armed from, which then fires forever.
+MIN_DURATION = 0.001
+
 
 @dataclass(frozen=True)
 class ConnectionSettings:
@@ -85,8 +89,12 @@ class ConnectionSettings:
             "close_timeout",
         ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"{name} must be a number of seconds above 0, got {value!r}")
+            number = not isinstance(value, bool) and isinstance(value, int | float)
+            if not number or not value >= MIN_DURATION:  # spec: CFG-5
+                raise ValueError(
+                    f"{name} must be a number of seconds of at least {MIN_DURATION:g}, "
+                    f"got {value!r}"
+                )
         if not self.ping_timeout < self.ping_interval:  # spec: KA-7
             raise ValueError(
                 f"ping_timeout ({self.ping_timeout}) must be below ping_interval "
@@ -469,8 +477,19 @@ class PeerConnection:
         self.bytes_sent += len(data)
         self._emit(SendBytes(data))
 
+    def _deadline(self, setting: str, since: float | None = None) -> float:
+        """When a timer of ``setting`` counted from ``since`` (now, by default) is due: the one
+        expression that arms a timer and judges it (spec: KA-10)."""
+        duration: float = getattr(self.settings, setting)
+        return (self._now if since is None else since) + duration
+
+    def _due(self, setting: str, since: float) -> bool:
+        # The time against the deadline as armed, never now - since against the duration: the
+        # difference can round below the duration at that very deadline and re-arm it there.
+        return self._now >= self._deadline(setting, since)  # spec: KA-10
+
     def _arm(self, timer: Timer, setting: str, since: float | None = None) -> None:
-        deadline = (self._now if since is None else since) + getattr(self.settings, setting)
+        deadline = self._deadline(setting, since)
         self._armed[timer] = deadline
         self._emit(ArmTimer(timer, deadline))
 
@@ -672,7 +691,7 @@ class PeerConnection:
         nonce, sent_at = self._outstanding_ping
         # A pong cannot overtake a large frame that is still arriving: time the silence.
         silent_since = max(sent_at, self._last_received)  # spec: KA-3 (from the later one)
-        if self._now < silent_since + self.settings.ping_timeout:
+        if not self._due("ping_timeout", since=silent_since):  # spec: KA-10
             self._arm(Timer.PONG, "ping_timeout", since=silent_since)
             return C.ESTABLISHED
         return self._begin_close(
@@ -680,8 +699,8 @@ class PeerConnection:
         )
 
     def _check_inactivity(self) -> ConnState:
-        idle = self._now - self._last_received
-        if idle >= self.settings.inactivity_timeout:  # spec: KA-6
+        if self._due("inactivity_timeout", since=self._last_received):  # spec: KA-6, KA-10
+            idle = self._now - self._last_received
             return self._begin_close(
                 CloseReason.INACTIVITY_TIMEOUT, f"nothing received for {idle:.3f} s", fault=None
             )

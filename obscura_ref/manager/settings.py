@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..machines.connection import MIN_DURATION
+
 _COUNTS = (
     "max_outbound_connections",
     "max_inbound_connections",
@@ -51,8 +53,12 @@ class ManagerSettings:
                 raise ValueError(f"{name} must be a whole number of at least 0, got {value!r}")
         for name in _DURATIONS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"{name} must be a number of seconds above 0, got {value!r}")
+            number = not isinstance(value, bool) and isinstance(value, int | float)
+            if not number or not value >= MIN_DURATION:  # spec: CFG-5
+                raise ValueError(
+                    f"{name} must be a number of seconds of at least {MIN_DURATION:g}, "
+                    f"got {value!r}"
+                )
         if self.reconnect_max_interval < self.reconnect_interval:
             raise ValueError(
                 f"reconnect_max_interval ({self.reconnect_max_interval}) must not be below "
