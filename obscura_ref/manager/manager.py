@@ -417,7 +417,7 @@ class ConnectionManager:
     def _make_room(self) -> None:
         """Close the outbound connection of lowest score (oldest first) in the group that
         holds the most outbound connections (section 10)."""
-        established = [p for p in self._counting(PeerType.OUTBOUND) if p.established_at]
+        established = [p for p in self._counting(PeerType.OUTBOUND) if p.established_at is not None]
         if not established:
             return
         sizes: dict[str, int] = {}
@@ -515,7 +515,8 @@ class ConnectionManager:
         times = [self._next_rotation]
         expiry = self.bans.next_expiry()
         if expiry is not None:  # wall-clock seconds from now, on the monotonic clock
-            times.append(self._now + max(0.0, expiry - self._wall))
+            # never at the current instant: a wake-up must find time passed (KA-10)
+            times.append(self._now + max(0.001, expiry - self._wall))
         times += [
             p.opened_at + self.settings.temporary_timeout
             for p in self._peers.values()

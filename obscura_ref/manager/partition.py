@@ -27,7 +27,7 @@ def partitioned(
     from which, or else from ``started_at``, the silence is counted."""
     if not established:
         since = last_established_at if last_established_at is not None else started_at
-        return now - since >= partition_timeout  # spec: RECO-7
+        return now >= since + partition_timeout  # spec: RECO-7, KA-10 (the deadline, as armed)
     groups = {address_group(peer.ip) for peer in established}
     return len(established) >= 2 and len(groups) == 1  # spec: RECO-7
 
