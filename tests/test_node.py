@@ -251,7 +251,7 @@ def test_a_peer_that_stops_reading_is_closed_when_its_queue_is_full(net: Network
 def test_a_thousand_connections_at_once(net: Network, descriptors: None) -> None:
     a = net.node()
     b = net.node(
-        fast("max_inbound_connections=1001", "max_total_connections=1001", "handshake_timeout=5")
+        fast("max_inbound_connections=1001", "max_total_connections=1001", "handshake_timeout=20")
     )
     address = b.listen("127.0.0.2", 0)
     peer = a.connect(*address)
@@ -499,7 +499,7 @@ def descriptors() -> Iterator[None]:
 
 @pytest.mark.spec("LIM-16", "NODE-4")
 def test_a_thousand_attempts_against_the_default_limit(net: Network, descriptors: None) -> None:
-    b = net.node(fast("handshake_timeout=5", "close_timeout=30"))
+    b = net.node(fast("handshake_timeout=20", "close_timeout=30"))
     address = b.listen("127.0.0.2", 0)
     crowd = [RawPeer(address, source=f"127.1.{i // 250}.{1 + i % 250}") for i in range(1000)]
     limit = b.config.max_inbound_connections
