@@ -60,6 +60,7 @@ from .manager.bans import BanFileError as NotABanFile
 from .manager.bans import BanList
 from .manager.groups import address_group
 from .manager.manager import ConnectionManager, Decision, Fact, ManagerStatus, PeerType
+from .sendbuffer import SendBuffer
 from .wire import Opaque
 
 log = logging.getLogger("obscura_ref.node")
@@ -121,8 +122,8 @@ class _Peer:
     kind: PeerType
     machine: PeerConnection
     sock: socket.socket | None
-    send_queue: deque[memoryview] = field(default_factory=deque)
-    queued: int = 0
+    # One buffer, not an object per frame: max_send_queue bounds its memory (node.md section 2)
+    send_queue: SendBuffer = field(default_factory=SendBuffer)
     timers: dict[Timer, TimerHandle] = field(default_factory=dict)
     registered: int = 0  # the selector events the socket is registered for
     eof_seen: bool = False  # the peer ended its side
@@ -189,6 +190,7 @@ class Node:
         self.events: deque[NodeEvent] = deque()
         self.nonces = OwnNonces()
         self._settings = self.config.connection_settings()
+        self._max_send_queue: int = self.config.max_send_queue  # read once, not per frame
         self._local = LocalHandshake(user_agent=self.config.user_agent)
         self._peers: dict[int, _Peer] = {}
         # Open connections by direction, kept as counts: admission must not cost a scan.
@@ -339,7 +341,7 @@ class Node:
                     user_agent=None if n is None else n.peer_user_agent,
                     bytes_sent=m.bytes_sent,
                     bytes_received=m.bytes_received,
-                    send_queue=peer.queued,
+                    send_queue=len(peer.send_queue),
                 )
             )
         return rows
@@ -513,21 +515,17 @@ class Node:
 
     def _flush(self, peer: _Peer) -> None:
         sock = peer.sock
-        while sock is not None and peer.send_queue:
-            head = peer.send_queue[0]
+        if sock is not None and peer.send_queue:
+            # One send of everything queued: the kernel takes what fits in its buffer.
             try:
-                sent = sock.send(head)
+                with peer.send_queue.view() as unsent:
+                    sent = sock.send(unsent)
             except (BlockingIOError, InterruptedError):
-                break
+                sent = 0
             except OSError as exc:  # reset, broken pipe, ...
                 self._handle(peer, TransportFailed(f"send: {exc.strerror or exc}"))
                 return
-            peer.queued -= sent
-            if sent == len(head):
-                peer.send_queue.popleft()
-            else:
-                peer.send_queue[0] = head[sent:]
-                break
+            peer.send_queue.consume(sent)
         if peer.sock is not None and peer.ending and not peer.send_queue:
             self._end_sending(peer)
         self._update_interest(peer)
@@ -557,7 +555,6 @@ class Node:
         peer.sock.close()
         peer.sock = None
         peer.send_queue.clear()
-        peer.queued = 0
 
     def _update_interest(self, peer: _Peer) -> None:
         if peer.sock is None:
@@ -668,14 +665,14 @@ class Node:
     def _queue(self, peer: _Peer, data: bytes) -> None:
         if peer.sock is None:
             return
-        limit = self.config.max_send_queue
+        limit = self._max_send_queue
+        queued = len(peer.send_queue)
         open_state = peer.machine.is_open
-        if open_state and (peer.overflow or peer.queued + len(data) > limit):  # spec: NODE-2
+        if open_state and (peer.overflow or queued + len(data) > limit):  # spec: NODE-2
             peer.overflow = True
             return
-        peer.send_queue.append(memoryview(data))
-        peer.queued += len(data)
-        if len(peer.send_queue) == 1:
+        peer.send_queue.append(data)
+        if not queued:
             self._flush(peer)  # write at once when we can: no wait for the next readiness
 
     def _arm(self, peer: _Peer, timer: Timer, deadline: float) -> None:
