@@ -232,8 +232,8 @@ KEYS: tuple[Key, ...] = (
         "partition_timeout",
         float,
         _MANAGER.partition_timeout,
-        "seconds without diverse outbound connections before the node is partitioned "
-        "(spec/manager.md section 10)",
+        "seconds without an established outbound connection before the node is "
+        "partitioned (spec/manager.md section 10)",
         MIN_DURATION,  # spec: CFG-5
         None,
         DAY,
@@ -250,7 +250,7 @@ KEYS: tuple[Key, ...] = (
         "privacy_level",
         str,
         "standard",
-        "padding of sent frames (spec/privacy.md)",
+        "padding of sent frames, and whether connections rotate (spec/privacy.md)",
         choices=("none", "standard"),
     ),
     Key(

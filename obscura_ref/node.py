@@ -58,7 +58,7 @@ from .machines.reasons import CloseReason
 from .manager import manager as mgr
 from .manager.bans import BanFileError as NotABanFile
 from .manager.bans import BanList
-from .manager.groups import address_group
+from .manager.groups import address_group, canonical_ip
 from .manager.manager import ConnectionManager, Decision, Fact, ManagerStatus, PeerType
 from .sendbuffer import SendBuffer
 from .wire import Opaque
@@ -147,7 +147,7 @@ def parse_address(text: str) -> Address:
     if not sep or not host:
         raise NodeError(f"{text!r} is not HOST:PORT")
     try:
-        ipaddress.ip_address(host)
+        host = canonical_ip(host)  # one text per address: bans and the book compare texts
         port = int(port_text)
     except ValueError as exc:
         raise NodeError(f"{text!r} is not HOST:PORT with an IP address: {exc}") from None
@@ -207,6 +207,9 @@ class Node:
         self._deciding = False
         self._wake: TimerHandle | None = None
         self._dialled: dict[Address, int] = {}  # the peer numbers of the dials just made
+        # The manager's first look, on the first pass of the loop: the seed nodes are dialled
+        # then, once the application has had the chance to listen.
+        self.loop.call_at(self.loop.clock(), lambda: self._decide(mgr.Tick()))
         self._reading_paused = False
         self._accept_paused_until = 0.0
         self._stop_requested = False  # leave run_forever
@@ -539,7 +542,7 @@ class Node:
         with contextlib.suppress(OSError):
             peer.sock.shutdown(socket.SHUT_WR)
         if peer.eof_seen or peer.refused:
-            # A refused connection (LIM-2) is not waited for: its descriptor is wanted.
+            # A refused or evicted connection (LIM-16) is not waited for: its descriptor is wanted.
             self._transport_closed(peer)
 
     def _transport_closed(self, peer: _Peer) -> None:
@@ -821,5 +824,5 @@ class Node:
                 self._handle(peer, CloseRequested(decision.reason))
             elif peer.machine.is_live:  # Evict
                 # spec: NODE-4 (one evicted for a newcomer is not waited for either)
-                peer.refused = decision.reason is CloseReason.EVICTED
+                peer.refused = decision.reason in (CloseReason.EVICTED, CloseReason.BANNED)
                 self._handle(peer, CloseRequested(decision.reason))

@@ -36,7 +36,7 @@ from .machines.handshake import (
 from .machines.reasons import CloseReason
 from .machines.table import markdown_table, mermaid
 from .manager.backoff import MAX_FAILURES
-from .manager.bans import BAN_THRESHOLD, MAX_MISBEHAVIOUR_RECORDS
+from .manager.bans import BAN_THRESHOLD, MAX_BANS, MAX_MISBEHAVIOUR_RECORDS
 from .manager.eviction import PROTECT_BY_GROUP, PROTECT_BY_RTT, PROTECT_BY_SCORE
 from .node import ACCEPT_BACKOFF, ACCEPTS_PER_READY, MAX_PENDING_EVENTS, READ_CHUNK
 from .wire import (
@@ -234,6 +234,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "manager-constants": _constants(
         {
             "BAN_THRESHOLD": (BAN_THRESHOLD, "misbehaviour points at which an address is banned"),
+            "MAX_BANS": (MAX_BANS, "bans kept at most; the one that ends soonest goes first"),
             "MAX_MISBEHAVIOUR_RECORDS": (
                 MAX_MISBEHAVIOUR_RECORDS,
                 "misbehaviour records kept at most; the oldest is forgotten first",

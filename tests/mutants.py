@@ -891,9 +891,9 @@ def send_queue_unbounded(mp: pytest.MonkeyPatch) -> None:
 
     def queue(self: Node, peer: _Peer, data: bytes) -> None:
         if peer.sock is not None:
-            peer.send_queue.append(memoryview(data))
-            peer.queued += len(data)
-            if len(peer.send_queue) == 1:
+            queued = len(peer.send_queue)
+            peer.send_queue.append(data)
+            if not queued:
                 self._flush(peer)
 
     mp.setattr(Node, "_queue", queue)

@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 )
 
 from obscura_ref.machines.reasons import CloseReason
+from obscura_ref.manager import bans as bans_module
 from obscura_ref.manager.backoff import MAX_FAILURES, reconnect_delay
 from obscura_ref.manager.bans import BanList
 from obscura_ref.manager.groups import address_group
@@ -679,27 +680,21 @@ def test_rotation_closes_the_weakest_outbound_and_refills_from_other_groups() ->
     run, same = _rotation_run("standard")
     assert decided(run(Tick(), 99)) == []
     # One of four (max(1, 4 // 4)): the lowest score, 11 for peers 3 and 4, the older of them.
-    # The persistent peer is older and as low, but never rotated. Nothing replaces it: the
-    # only entry left is in 10.4, the rotated group.
+    # The persistent peer is older and as low, but never rotated. The only entry left is in
+    # 10.4, the rotated group: with no entry of another group, it is chosen all the same.
     out = run(Tick(), 100)
-    assert decided(out) == [Evict(4, CloseReason.ROTATED)]
+    assert decided(out) == [Evict(4, CloseReason.ROTATED), Dial(same, OUTBOUND)]
     assert wake(out) == 200
-    assert decided(run(Closed(4, CloseReason.ROTATED), 101)) == []  # 10.4.0.1 is due again
-    assert decided(run(Tick(), 150)) == []
-    # An entry in another group fills the slot.
-    assert dials(run(AddressAdded(at("10.5.0.1"), "application"), 152)) == [
-        Dial(at("10.5.0.1"), OUTBOUND)
-    ]
-    run(Opened(7, at("10.5.0.1"), OUTBOUND), 153)
-    run(Established(7, 0), 154)
-    # Full again: when a slot frees, 10.4 is eligible once more.
-    (dial,) = dials(run(CloseBegan(1, CloseReason.PING_TIMEOUT), 155))
-    assert dial.address in {same, at("10.4.0.1")}
-    run(Opened(8, dial.address, OUTBOUND), 156)
-    # Every rotation_interval: three established of four, one rotated: peer 7 (10, not a
-    # minute old) below peer 3 (10 + 3 minutes) and peer 2 (10 + 30 + 3).
+    run(Opened(5, same, OUTBOUND), 101)
+    run(Established(5, 0), 102)
+    decided(run(Closed(4, CloseReason.ROTATED), 103))
+    # With an entry of another group in the book, the next rotation's replacement comes from
+    # it, though 10.4.0.1 is due again and its group holds no connection once 5 goes.
+    assert dials(run(AddressAdded(at("10.5.0.1"), "application"), 152)) == []
     out = run(Tick(), 200)
-    assert [d for d in decided(out) if isinstance(d, Evict)] == [Evict(7, CloseReason.ROTATED)]
+    evicted = [d for d in decided(out) if isinstance(d, Evict)]
+    assert len(evicted) == 1
+    assert dials(out) == [Dial(at("10.5.0.1"), OUTBOUND)]
 
 
 @pytest.mark.spec("PRIV-10")
@@ -812,11 +807,13 @@ def test_a_probe_that_answers_while_the_slots_are_full_makes_room_for_itself() -
     run(RttMeasured(1, 0.5), 0)  # peer 2 scores lower
     (probe,) = dials(run(AddressAdded(at("10.2.0.1"), "application"), 1))
     run(Opened(3, probe.address, TEMPORARY), 1)
-    # The weakest outbound connection of the most crowded group makes room.
-    out = decided(run(Established(3, 0), 2))
-    assert len(out) == 2
-    assert Evict(3, CloseReason.TEMPORARY_DONE) in out and Evict(2, CloseReason.ROTATED) in out
-    assert dials(run(Closed(3, CloseReason.TEMPORARY_DONE), 3)) == [Dial(at("10.2.0.1"), OUTBOUND)]
+    assert decided(run(Established(3, 0), 2)) == [Evict(3, CloseReason.TEMPORARY_DONE)]
+    # Once the probe is closed, the weakest outbound connection of the most crowded group
+    # makes room, and the address that answered takes the slot.
+    out = decided(run(Closed(3, CloseReason.TEMPORARY_DONE), 3))
+    assert out == [Evict(2, CloseReason.ROTATED), Dial(at("10.2.0.1"), OUTBOUND)]
+    # It is not probed again for partition_timeout, though the node is still partitioned.
+    assert [d for d in dials(run(Tick(), 4)) if d.type is TEMPORARY] == []
 
 
 # Section 11: monitoring.
@@ -1158,3 +1155,18 @@ def test_random_runs_keep_the_invariants() -> None:
     run_state_machine_as_test(
         ManagerRun, settings=settings(max_examples=200, stateful_step_count=60)
     )
+
+
+@pytest.mark.spec("BAN-9")
+def test_bans_are_bounded_and_the_soonest_to_end_goes_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bans_module, "MAX_BANS", 3)
+    kept = bans_module.BanList()
+    for index, until in enumerate((50.0, 10.0, 30.0, 40.0)):
+        kept.ban(f"127.0.0.{index + 1}", until, "WIRE-9")
+    assert [(b.address, b.until) for b in sorted(kept.bans(), key=lambda b: b.until)] == [
+        ("127.0.0.3", 30.0),
+        ("127.0.0.4", 40.0),
+        ("127.0.0.1", 50.0),
+    ]

@@ -3,7 +3,8 @@ connections to open, keep, evict, retry and ban.
 
 Sans-IO and pure: it reads plain data (counts, connection records, time) and returns decisions;
 the node carries them out. Each decision is deterministic given its inputs, so the decision
-vectors of ``conformance/`` can write it down. Today it holds admission (spec/node.md section 4).
+vectors of ``conformance/`` can write it down (spec/manager.md). ``manager.py`` holds the
+``ConnectionManager``, which keeps the state; each other module is one rule.
 """
 
 from .admission import inbound_admission, may_open_outbound

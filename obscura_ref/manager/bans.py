@@ -15,6 +15,7 @@ from ..wire import ERROR_REQUIREMENTS
 from .groups import canonical_ip
 
 BAN_THRESHOLD = 100  # points at which an address is banned
+MAX_BANS = 10_000  # bans kept at most
 MAX_MISBEHAVIOUR_RECORDS = 10_000  # records kept at most; the oldest goes first
 BAN_FILE_VERSION = 1
 
@@ -98,8 +99,12 @@ class BanList:
         self._bans: dict[str, Ban] = {}
 
     def ban(self, address: str, until: float, requirement: str) -> None:
-        """Bans ``address`` until ``until``, in place of any ban it had."""
+        """Bans ``address`` until ``until``, in place of any ban it had; beyond ``MAX_BANS`` the
+        ban that ends soonest is dropped, so that bans cannot grow without bound."""
         self._bans[address] = Ban(address, until, requirement)
+        if len(self._bans) > MAX_BANS:  # spec: BAN-9
+            soonest = min(self._bans.values(), key=lambda b: (b.until, b.address))
+            del self._bans[soonest.address]
 
     def is_banned(self, address: str, wall: float) -> bool:
         ban = self._bans.get(address)

@@ -237,6 +237,7 @@ class ConnectionManager:
         self._dialing: dict[Address, PeerType] = {}  # decided, not yet reported Opened
         self._own: set[Address] = set()
         self._rotated_groups: set[str] = set()
+        self._probed: dict[Address, float] = {}  # completed probes, when (section 10)
         self._next_rotation = now + settings.rotation_interval
         self._last_outbound_at: float | None = None  # when one was last established and open
         self._partitioned = False
@@ -323,8 +324,6 @@ class ConnectionManager:
             entry.next_attempt = self._now
         if peer.type is PeerType.TEMPORARY and peer.counts:
             self._evict(peer, CloseReason.TEMPORARY_DONE)  # spec: TYPE-2
-            if self._partitioned and not self._room(PeerType.OUTBOUND):
-                self._make_room()  # spec: RECO-7 (so the address that answered is dialled)
 
     def _on_RttMeasured(self, fact: RttMeasured) -> None:
         peer = self._peers.get(fact.peer)
@@ -371,6 +370,10 @@ class ConnectionManager:
         if fact.reason in _NODE_ASKED:
             if entry is not None:
                 entry.next_attempt = self._now  # eligible again, by the order of section 7
+            if fact.reason is CloseReason.TEMPORARY_DONE:
+                self._probed[peer.address] = self._now  # spec: RECO-7 (not probed again soon)
+                if self._partitioned and not self._room(PeerType.OUTBOUND):
+                    self._make_room()  # spec: RECO-7 (so the address that answered is dialled)
             return
         self._failed(peer.address)
 
@@ -463,16 +466,21 @@ class ConnectionManager:
 
     def _fill_outbound(self) -> None:
         while self._room(PeerType.OUTBOUND):  # spec: LIM-13, LIM-14
-            entry = choose_outbound(  # spec: RECO-1
-                (e for e in self.book.values() if not e.persistent),
-                now=self._now,
-                key=self.key,
-                own=self._own,
-                connected_ips=self._connected_ips(),
-                used_groups=self._used_groups(),
-                excluded_groups=self._rotated_groups,
-                banned=lambda ip: self.bans.is_banned(ip, self._wall),  # spec: BAN-4
-            )
+            entry = None
+            # spec: PRIV-10 (a rotated group only when no entry of another group is eligible)
+            for excluded in (self._rotated_groups, set()):
+                entry = choose_outbound(  # spec: RECO-1
+                    (e for e in self.book.values() if not e.persistent),
+                    now=self._now,
+                    key=self.key,
+                    own=self._own,
+                    connected_ips=self._connected_ips(),
+                    used_groups=self._used_groups(),
+                    excluded_groups=excluded,
+                    banned=lambda ip: self.bans.is_banned(ip, self._wall),  # spec: BAN-4
+                )
+                if entry is not None or not excluded:
+                    break
             if entry is None:
                 break
             self._dial((entry.host, entry.port), PeerType.OUTBOUND)
@@ -498,8 +506,10 @@ class ConnectionManager:
         free = min(free, self.settings.max_total_connections - self._total())
         if free <= 0:
             return
+        recent = self._now - self.settings.partition_timeout
+        self._probed = {a: t for a, t in self._probed.items() if t > recent and a in self.book}
         probes = choose_probes(
-            self.book.values(),
+            (e for e in self.book.values() if (e.host, e.port) not in self._probed),
             now=self._now,
             key=self.key,
             own=self._own,
