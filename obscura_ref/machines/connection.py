@@ -64,6 +64,18 @@ from .table import Rule
 MIN_DURATION = 0.001
 
 
+def check_durations(settings: object, names: tuple[str, ...]) -> None:
+    """ValueError naming the first of ``names`` that is not a number of seconds of at least
+    MIN_DURATION: settings built without a configuration are refused as it would refuse them."""
+    for name in names:
+        value = getattr(settings, name)
+        number = not isinstance(value, bool) and isinstance(value, int | float)
+        if not number or not value >= MIN_DURATION:  # spec: CFG-5
+            raise ValueError(
+                f"{name} must be a number of seconds of at least {MIN_DURATION:g}, got {value!r}"
+            )
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     """Per-connection settings: the timers of spec/connection.md section 4, in seconds, and
@@ -80,21 +92,17 @@ class ConnectionSettings:
     def __post_init__(self) -> None:
         if self.privacy_level not in PRIVACY_LEVELS:
             raise ValueError(f"privacy_level must be one of {PRIVACY_LEVELS}")
-        for name in (
-            "connection_timeout",
-            "handshake_timeout",
-            "ping_interval",
-            "ping_timeout",
-            "inactivity_timeout",
-            "close_timeout",
-        ):
-            value = getattr(self, name)
-            number = not isinstance(value, bool) and isinstance(value, int | float)
-            if not number or not value >= MIN_DURATION:  # spec: CFG-5
-                raise ValueError(
-                    f"{name} must be a number of seconds of at least {MIN_DURATION:g}, "
-                    f"got {value!r}"
-                )
+        check_durations(
+            self,
+            (
+                "connection_timeout",
+                "handshake_timeout",
+                "ping_interval",
+                "ping_timeout",
+                "inactivity_timeout",
+                "close_timeout",
+            ),
+        )
         if not self.ping_timeout < self.ping_interval:  # spec: KA-7
             raise ValueError(
                 f"ping_timeout ({self.ping_timeout}) must be below ping_interval "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..machines.connection import MIN_DURATION
+from ..machines.connection import check_durations
 
 _COUNTS = (
     "max_outbound_connections",
@@ -51,14 +51,7 @@ class ManagerSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a whole number of at least 0, got {value!r}")
-        for name in _DURATIONS:
-            value = getattr(self, name)
-            number = not isinstance(value, bool) and isinstance(value, int | float)
-            if not number or not value >= MIN_DURATION:  # spec: CFG-5
-                raise ValueError(
-                    f"{name} must be a number of seconds of at least {MIN_DURATION:g}, "
-                    f"got {value!r}"
-                )
+        check_durations(self, _DURATIONS)
         if self.reconnect_max_interval < self.reconnect_interval:
             raise ValueError(
                 f"reconnect_max_interval ({self.reconnect_max_interval}) must not be below "
