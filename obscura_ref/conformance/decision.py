@@ -93,6 +93,7 @@ from ..wire.jsonform import frame_from_json, frame_to_json
 from . import scenario
 from .codec import _handshake as codec_handshake
 from .results import FAILED, PASSED, SKIPPED, CaseResult, outcome_for_failure
+from .vectorfiles import stale, write_rendered
 
 Json = dict[str, Any]
 
@@ -2215,13 +2216,7 @@ def render(name: str) -> str:
 
 
 def write_vectors(root: Path) -> list[Path]:
-    paths = []
-    for name in FILES:
-        path = root / VECTOR_DIR / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(name), encoding="utf-8")
-        paths.append(path)
-    return paths
+    return write_rendered(root, FILES, render)
 
 
 def load_cases(root: Path) -> list[tuple[str, Json, Json]]:
@@ -2237,16 +2232,7 @@ def load_cases(root: Path) -> list[tuple[str, Json, Json]]:
 def check_vectors(root: Path) -> list[str]:
     """Failures: a checked-in file that differs from the generator (or that the generator does
     not make), or a case the reference does not decide as its file says."""
-    failures = []
-    for name in FILES:
-        path = root / VECTOR_DIR / name
-        if not path.is_file():
-            failures.append(f"{VECTOR_DIR / name} is missing; run `obscura-ref vectors generate`")
-        elif path.read_text(encoding="utf-8") != render(name):
-            failures.append(
-                f"{VECTOR_DIR / name} differs from the generator; run `obscura-ref vectors "
-                "generate` and review the diff"
-            )
+    failures = stale(root, FILES, render)
     for path in sorted((root / VECTOR_DIR).glob(PATTERN)):
         if path.name not in FILES:
             failures.append(f"{VECTOR_DIR / path.name} is not made by the generator")

@@ -16,6 +16,7 @@ from typing import Any
 from ..machines.reasons import CloseReason
 from ..wire import MAGIC, MAX_HANDSHAKE_PAYLOAD, MAX_PAYLOAD, checksum
 from .targets import profile
+from .vectorfiles import stale, write_rendered
 
 SCHEMA = "session.schema.json"
 VERSION = 1
@@ -877,27 +878,15 @@ def render_profile() -> str:
 
 
 def write_vectors(root: Path) -> list[Path]:
-    paths = []
-    for name in FILES:
-        path = root / VECTOR_DIR / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(name), encoding="utf-8")
-        paths.append(path)
     copy = root / PROFILE_COPY
+    paths = write_rendered(root, FILES, render)
     copy.write_text(render_profile(), encoding="utf-8")
     return [*paths, copy]
 
 
 def check_vectors(root: Path) -> list[str]:
     """Failures: a checked-in file that differs from what the generator writes."""
-    failures = []
-    for name in FILES:
-        path = root / VECTOR_DIR / name
-        if not path.is_file() or path.read_text(encoding="utf-8") != render(name):
-            failures.append(
-                f"{VECTOR_DIR / name} differs from the generator; run "
-                "`obscura-ref vectors generate` and review the diff"
-            )
+    failures = stale(root, FILES, render)
     copy = root / PROFILE_COPY
     if not copy.is_file() or copy.read_text(encoding="utf-8") != render_profile():
         failures.append(f"{PROFILE_COPY} differs from the reference's profile")
