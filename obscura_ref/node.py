@@ -43,7 +43,7 @@ from .machines.events import (
     RttMeasured,
     SendBytes,
     SendMessage,
-    SendQueueFull,
+    NodeLimit,
     TcpConnected,
     Timer,
     TimerExpired,
@@ -645,7 +645,7 @@ class Node:
                 self._tell(peer, action)
         if peer.overflow and peer.machine.is_open:
             peer.overflow = False
-            self._handle(peer, SendQueueFull())
+            self._handle(peer, NodeLimit(CloseReason.SEND_QUEUE_FULL))
         if peer.live and not peer.machine.is_live:
             peer.live = False
             reason = peer.machine.close_reason or CloseReason.NETWORK_ERROR

@@ -32,7 +32,7 @@ from obscura_ref.machines.events import (
     RttMeasured,
     SendBytes,
     SendMessage,
-    SendQueueFull,
+    NodeLimit,
     TcpConnected,
     Timer,
     TimerExpired,
@@ -79,7 +79,7 @@ OTHER_EVENTS: dict[Input, Event] = {
     Input.TRANSPORT_CLOSED: TransportClosed(),
     Input.SEND: SendMessage(Opaque(MessageType.Inv, b"i")),
     Input.CLOSE: CloseRequested(CloseReason.REQUESTED),
-    Input.SEND_QUEUE_FULL: SendQueueFull(),
+    Input.NODE_LIMIT: NodeLimit(CloseReason.SEND_QUEUE_FULL),
 }
 
 

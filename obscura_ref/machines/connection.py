@@ -46,7 +46,7 @@ from .events import (
     RttMeasured,
     SendBytes,
     SendMessage,
-    SendQueueFull,
+    NodeLimit,
     TcpConnected,
     Timer,
     TimerExpired,
@@ -56,7 +56,7 @@ from .events import (
 )
 from .handshake import Accepted, HandshakeProtocol, LocalHandshake, Role
 from .padding import PRIVACY_LEVELS, RandomSource, origin_padding
-from .reasons import LOCAL_REASONS, CloseReason
+from .reasons import LOCAL_REASONS, NODE_LIMIT_REASONS, CloseReason
 from .table import Rule
 
 # The shortest duration a configuration may give (spec: CFG-5): a duration below a clock's
@@ -147,7 +147,7 @@ class Input(Enum):
     END_OF_STREAM = "end_of_stream"
     TRANSPORT_FAILED = "transport_failed"
     TRANSPORT_CLOSED = "transport_closed"
-    SEND_QUEUE_FULL = "send_queue_full"
+    NODE_LIMIT = "node_limit"
     CONNECT_TIMER = "connect_timer"
     HANDSHAKE_TIMER = "handshake_timer"
     PING_TIMER = "ping_timer"
@@ -198,8 +198,8 @@ _HANDSHAKING_OR_ESTABLISHED = {
         "_transport_failed", (C.CLOSED,), "CONN-34", "closed `network_error`"
     ),
     Input.CLOSE: _rule("_close_locally", _CLOSE_TARGETS, "CONN-20", "send Disconnect; close"),
-    Input.SEND_QUEUE_FULL: _rule(
-        "_send_queue_full", (C.CLOSED,), "NODE-2", "abort; closed `send_queue_full`"
+    Input.NODE_LIMIT: _rule(
+        "_node_limit", (C.CLOSED,), "NODE-2, NODE-11, NODE-14", "abort; closed with its reason"
     ),
 }
 
@@ -290,8 +290,8 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
     (C.CLOSING, Input.CLOSE_TIMER): _rule(
         "_abort_close", (C.CLOSED,), "CONN-23", "abort what is unsent; closed"
     ),
-    (C.CLOSING, Input.SEND_QUEUE_FULL): _rule(
-        "_ignore", (C.CLOSING,), "CONN-23", "nothing: close_timeout bounds the close"
+    (C.CLOSING, Input.NODE_LIMIT): _rule(
+        "_abort_close", (C.CLOSED,), "NODE-14", "abort what is unsent; closed with the close's reason"
     ),
     **{
         (C.CLOSED, input_): _rule("_ignore", (C.CLOSED,), "CONN-41", "nothing")
@@ -301,7 +301,7 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
             Input.END_OF_STREAM,
             Input.TRANSPORT_FAILED,
             Input.TRANSPORT_CLOSED,
-            Input.SEND_QUEUE_FULL,
+            Input.NODE_LIMIT,
             Input.CLOSE,
         )
     },
@@ -313,7 +313,7 @@ _EVENT_INPUT: dict[type, Input] = {
     EndOfStream: Input.END_OF_STREAM,
     TransportFailed: Input.TRANSPORT_FAILED,
     TransportClosed: Input.TRANSPORT_CLOSED,
-    SendQueueFull: Input.SEND_QUEUE_FULL,
+    NodeLimit: Input.NODE_LIMIT,
     SendMessage: Input.SEND,
     CloseRequested: Input.CLOSE,
 }
@@ -717,9 +717,13 @@ class PeerConnection:
         self._arm(Timer.INACTIVITY, "inactivity_timeout", since=self._last_received)
         return C.ESTABLISHED
 
-    def _send_queue_full(self) -> ConnState:
-        # spec: NODE-2 (nothing more can be queued, so nothing is said: abort)
-        return self._closed_now(CloseReason.SEND_QUEUE_FULL, "send queue full")
+    def _node_limit(self) -> ConnState:
+        event = self._pending
+        assert isinstance(event, NodeLimit)
+        if event.reason not in NODE_LIMIT_REASONS:
+            raise LocalProtocolError(f"{event.reason.label} is not a reason of a node's limit")
+        # spec: NODE-2, NODE-11, NODE-14 (nothing more can be sent usefully: abort)
+        return self._closed_now(event.reason, event.reason.value.meaning)
 
     def _send_local(self) -> ConnState:
         event = self._pending

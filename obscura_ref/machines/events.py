@@ -52,8 +52,12 @@ class TransportFailed:
 
 
 @dataclass(frozen=True)
-class SendQueueFull:
-    """More bytes would be queued for the peer than the node allows (spec: NODE-2)."""
+class NodeLimit:
+    """The node closes the connection at once, for a limit of its own resources: the send
+    queue is full (NODE-2), the peer takes none of our bytes (NODE-11), or the node's memory
+    budget is reached (NODE-14). The reason is one of ``NODE_LIMIT_REASONS``."""
+
+    reason: CloseReason
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ Event = (
     | EndOfStream
     | TransportFailed
     | TransportClosed
-    | SendQueueFull
+    | NodeLimit
     | TimerExpired
     | SendMessage
     | CloseRequested

@@ -73,6 +73,12 @@ class CloseReason(Enum):
     SEND_QUEUE_FULL = ReasonInfo(
         33, False, False, "NODE-2", "more than max_send_queue bytes would be queued for the peer"
     )
+    SEND_STALLED = ReasonInfo(
+        34, False, False, "NODE-11", "the peer took none of our queued bytes for inactivity_timeout"
+    )
+    MEMORY_BUDGET = ReasonInfo(
+        35, False, False, "NODE-14", "the node's memory budget was reached and this peer held most"
+    )
 
     @property
     def code(self) -> int:
@@ -87,6 +93,11 @@ class CloseReason(Enum):
     def requirement(self) -> str:
         return self.value.requirement
 
+
+# Reasons of a NodeLimit event: the node's own resources (spec: NODE-2, NODE-11, NODE-14).
+NODE_LIMIT_REASONS = frozenset(
+    {CloseReason.SEND_QUEUE_FULL, CloseReason.SEND_STALLED, CloseReason.MEMORY_BUDGET}
+)
 
 # Reasons a local caller may give in a CloseRequested event (spec: CONN-20).
 LOCAL_REASONS = frozenset(
