@@ -28,6 +28,12 @@ class SendBuffer:
         """The bytes not yet sent."""
         return len(self._data) - self._start
 
+    @property
+    def allocated(self) -> int:
+        """The bytes the buffer holds: the unsent ones and the sent ones not yet dropped
+        (spec: NODE-14 counts these)."""
+        return len(self._data)
+
     def append(self, data: bytes | bytearray | memoryview) -> None:
         self._data += data
 

@@ -388,6 +388,12 @@ class PeerConnection:
         return dict(self._armed)
 
     @property
+    def held_bytes(self) -> int:
+        """Bytes read from the peer and still held: what is not yet decoded and the unfinished
+        frame (spec/node.md section 2, NODE-14)."""
+        return self._decoder.buffered + self._decoder.pending
+
+    @property
     def last_received(self) -> float:
         """When the last byte arrived (or the connection opened, before any byte)."""
         return self._last_received
