@@ -1,62 +1,68 @@
-"""Frame decode throughput against hashlib's double SHA-256 of the same bytes (the floor any
-checksummed decoder pays), measured in the same run.
-
-    python bench/decode.py [--budget 1.0]
-"""
+"""Frame decoding as the node reads: a stream of frames cut into READ_CHUNK (64 KiB) pieces fed
+to one FrameDecoder, against double SHA-256 of the same payloads (the checksum every decoder
+must compute), both in CPU time of this process."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from harness import machine, ratio
+from obscura_ref.node import READ_CHUNK
+from obscura_ref.wire import DecodeError, FrameDecoder, MessageType, Opaque, Ping, encode_frame
 
-from obscura_ref.wire import FrameDecoder, MessageType, Opaque, encode_frame
-
-SIZES = [64, 1024, 64 * 1024, 1024 * 1024, 10 * 1024 * 1024 - 64]
-
-
-def best_rate(work: Callable[[], object], size: int, budget: float = 1.0) -> float:
-    """Bytes per second of the fastest of several timed batches."""
-    best = float("inf")
-    spent = 0.0
-    while spent < budget:
-        runs = max(1, int(2_000_000 / max(size, 1)))
-        start = time.perf_counter()
-        for _ in range(runs):
-            work()
-        elapsed = time.perf_counter() - start
-        spent += elapsed
-        best = min(best, elapsed / runs)
-    return size / best
+MiB = 1024 * 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement")
-    args = parser.parse_args()
-    print(f"frame decode throughput ({machine()})")
-    print(f"{'payload':>10} {'decode MB/s':>12} {'SHA256d MB/s':>13} {'ratio':>7}")
-    for size in SIZES:
-        payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-        frame = encode_frame(Opaque(MessageType.Blocks, payload))
+@dataclass(frozen=True)
+class Case:
+    name: str
+    pieces: list[bytes]  # the stream as the node's reads would return it
+    payloads: list[bytes]
 
-        def decode(frame: bytes = frame) -> object:
-            return FrameDecoder().feed(frame)
-
-        def sha256d(payload: bytes = payload) -> object:
-            return hashlib.sha256(hashlib.sha256(payload).digest()).digest()
-
-        decoded = best_rate(decode, size, args.budget)
-        hashed = best_rate(sha256d, size, args.budget)
-        print(
-            f"{size:>10} {decoded / 1e6:>12.1f} {hashed / 1e6:>13.1f} {ratio(decoded, hashed):>7}"
-        )
+    @property
+    def size(self) -> int:
+        return sum(len(payload) for payload in self.payloads)
 
 
-if __name__ == "__main__":
-    main()
+def _case(name: str, frames: list[bytes], payloads: list[bytes]) -> Case:
+    stream = b"".join(frames)
+    pieces = [stream[i : i + READ_CHUNK] for i in range(0, len(stream), READ_CHUNK)]
+    return Case(name, pieces, payloads)
+
+
+def cases() -> list[Case]:
+    big = bytes(range(256)) * (MiB // 256)
+    huge = bytes(range(256)) * (10 * MiB // 256 - 1)
+    small = bytes(56)  # a Ping padded to the 64 bytes of payload a padded frame has at least
+    pings = [encode_frame(Ping(index), small) for index in range(MiB // 80)]
+    return [
+        _case("1 MiB frame", [encode_frame(Opaque(MessageType.Blocks, big))], [big]),
+        _case("10 MiB frame", [encode_frame(Opaque(MessageType.Blocks, huge))], [huge]),
+        _case("80-byte frames, 1 MiB", pings, [frame[16:] for frame in pings]),
+    ]
+
+
+def decode(case: Case) -> None:
+    decoder = FrameDecoder()
+    for piece in case.pieces:
+        for item in decoder.feed(piece):
+            if isinstance(item, DecodeError):
+                raise item
+
+
+def sha256d(case: Case) -> None:
+    sha256 = hashlib.sha256
+    for payload in case.payloads:
+        sha256(sha256(payload).digest()).digest()
+
+
+def rate(work: Callable[[Case], None], case: Case, budget: float) -> float:
+    """Payload bytes per CPU second, over at least ``budget`` CPU seconds of whole passes."""
+    work(case)  # warm
+    passes, begin = 0, time.process_time()
+    while (spent := time.process_time() - begin) < budget:
+        work(case)
+        passes += 1
+    return passes * case.size / spent
