@@ -2,6 +2,8 @@
 
 A machine never touches a socket or a clock: the loop turns what happens into an event, passes
 it with the current monotonic time, and carries out the actions returned, in order.
+
+The classes are slotted: some of them are made for every frame, and slots make that cheaper.
 """
 
 from __future__ import annotations
@@ -27,31 +29,31 @@ class Timer(Enum):
 # Events: from the transport, from the clock, and from the local application.
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TcpConnected:
     """The outbound TCP connection is open."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BytesReceived:
     """Bytes read from the peer."""
 
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EndOfStream:
     """The peer ended its side of the stream (a read returned no bytes)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TransportFailed:
     """A socket error: reset, refused, unreachable, ..."""
 
     detail: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeLimit:
     """The node closes the connection at once, for a limit of its own resources: the send
     queue is full (NODE-2), the peer takes none of our bytes (NODE-11), or the node's memory
@@ -60,26 +62,26 @@ class NodeLimit:
     reason: CloseReason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TransportClosed:
     """The transport wrote what was queued and closed, as CloseTransport asked."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimerExpired:
     """A timer the machine armed reached its deadline."""
 
     timer: Timer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SendMessage:
     """The application sends an opaque message."""
 
     message: Message
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CloseRequested:
     """The application or the node closes the connection, with a local reason."""
 
@@ -102,26 +104,26 @@ Event = (
 # Actions: for the transport, for the timer heap, and for the application.
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SendBytes:
     """Queue these bytes for the peer, after everything queued before."""
 
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CloseTransport:
     """Write everything queued, then end the sending side; keep reading and discarding until
     the peer ends its side (spec: NODE-4; a connection refused at admission is not waited
     for); then close and report TransportClosed."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AbortTransport:
     """Close the transport now, dropping whatever is still queued; nothing more is reported."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ArmTimer:
     """Fire ``timer`` at monotonic time ``deadline``; arming an armed timer moves it, and a
     timer that fires is no longer armed."""
@@ -130,14 +132,14 @@ class ArmTimer:
     deadline: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CancelTimer:
     """Clear one of the timers."""
 
     timer: Timer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReleaseNonce:
     """This connection's handshake nonce is no longer outstanding (spec: HS-13)."""
 
@@ -146,7 +148,10 @@ class ReleaseNonce:
 
 @dataclass(frozen=True)
 class Negotiated:
-    """What both sides agreed on, and what the peer said of itself (spec/handshake.md)."""
+    """What both sides agreed on, and what the peer said of itself (spec/handshake.md).
+
+    Made once per connection, so not slotted like the per-frame classes: it keeps a
+    ``__dict__`` for ``vars()``."""
 
     version: int
     features: int
@@ -158,35 +163,35 @@ class Negotiated:
     peer_timestamp: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Established:
     """The handshake completed: the negotiated values (spec: HS-17)."""
 
     negotiated: Negotiated
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MessageReceived:
     """An opaque message for the application."""
 
     message: Message
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RttMeasured:
     """A pong answered the outstanding ping, this many seconds after the ping was queued."""
 
     seconds: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnsolicitedPong:
     """A pong answered no outstanding ping (spec: KA-5)."""
 
     nonce: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Misbehaviour:
     """The peer broke a rule: the reason and the requirement it broke, for scoring and bans."""
 
@@ -196,7 +201,7 @@ class Misbehaviour:
     wire_error: DecodeError | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Closed:
     """The connection is closed; reported exactly once (spec: CONN-40)."""
 

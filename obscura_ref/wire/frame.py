@@ -21,7 +21,7 @@ MAX_PAYLOAD = 10 * 1024 * 1024
 _HEADER = struct.Struct("<4sII4s")  # magic, message_type, payload_length, checksum
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Frame:
     """One decoded frame: its message and the padding that followed the message's fields."""
 

@@ -36,7 +36,7 @@ def _check_uint(field: str, value: int, maximum: int) -> None:
         raise EncodeError(field, f"must be an integer from 0 to {maximum}, got {value!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Handshake:
     """spec/wire.md section 5."""
 
@@ -124,7 +124,7 @@ class Handshake:
         return message, end
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _NonceMessage:
     """The shared layout of Ping and Pong: a u64 nonce (spec/wire.md section 6)."""
 
@@ -145,21 +145,21 @@ class _NonceMessage:
         return cls(nonce), _NONCE.size
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ping(_NonceMessage):
     """spec/wire.md section 6."""
 
     message_type: ClassVar[MessageType] = MessageType.Ping
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pong(_NonceMessage):
     """spec/wire.md section 6; never equal to a Ping with the same nonce."""
 
     message_type: ClassVar[MessageType] = MessageType.Pong
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Disconnect:
     """spec/wire.md section 7. Any u16 is accepted as ``reason``: judging it belongs to the
     connection layer."""
@@ -181,7 +181,7 @@ class Disconnect:
         return cls(reason), _REASON.size
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Opaque:
     """A registered message whose payload this specification does not define; the payload is
     carried whole, padding included (spec/wire.md section 3)."""
