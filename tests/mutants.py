@@ -145,16 +145,17 @@ def _scaled_settings(mp: pytest.MonkeyPatch, **factors: float) -> None:
     mp.setattr(NodeConfig, "connection_settings", connection_settings)
 
 
-def _encoder(mp: pytest.MonkeyPatch, alter: Callable[[bytearray, Message], None]) -> None:
-    """The machines' frames are altered by ``alter`` once encoded (the runner's are not)."""
-    original = frame.encode_frame
+def _encoder(mp: pytest.MonkeyPatch, alter: Callable[[bytearray, bytes], None]) -> None:
+    """The machines' frames are altered by ``alter`` once encoded (the runner's are not); it is
+    given the frame and the encoded fields of its message."""
+    original = frame.frame_bytes
 
-    def encode_frame(message: Message, padding: bytes = b"") -> bytes:
-        data = bytearray(original(message, padding))
-        alter(data, message)
+    def frame_bytes(message_type: MessageType, fields: bytes, padding: bytes = b"") -> bytes:
+        data = bytearray(original(message_type, fields, padding))
+        alter(data, fields)
         return bytes(data)
 
-    mp.setattr(connection, "encode_frame", encode_frame)
+    mp.setattr(connection, "frame_bytes", frame_bytes)
 
 
 def _negotiation(mp: pytest.MonkeyPatch, version: Callable[[int, int], int]) -> None:
@@ -232,7 +233,7 @@ def long_user_agent_accepted(mp: pytest.MonkeyPatch) -> None:
 def magic_sent_reversed(mp: pytest.MonkeyPatch) -> None:
     """Frames are sent with the bytes of MAGIC in reverse order."""
 
-    def alter(data: bytearray, message: Message) -> None:
+    def alter(data: bytearray, fields: bytes) -> None:
         data[0:4] = data[3::-1]
 
     _encoder(mp, alter)
@@ -242,8 +243,8 @@ def magic_sent_reversed(mp: pytest.MonkeyPatch) -> None:
 def payload_length_without_padding(mp: pytest.MonkeyPatch) -> None:
     """`payload_length` is sent without the padding."""
 
-    def alter(data: bytearray, message: Message) -> None:
-        struct.pack_into("<I", data, 8, len(message.encode()))
+    def alter(data: bytearray, fields: bytes) -> None:
+        struct.pack_into("<I", data, 8, len(fields))
 
     _encoder(mp, alter)
 
@@ -252,7 +253,7 @@ def payload_length_without_padding(mp: pytest.MonkeyPatch) -> None:
 def checksum_sent_wrong(mp: pytest.MonkeyPatch) -> None:
     """Frames are sent with a wrong checksum."""
 
-    def alter(data: bytearray, message: Message) -> None:
+    def alter(data: bytearray, fields: bytes) -> None:
         data[12] ^= 0xFF
 
     _encoder(mp, alter)

@@ -16,10 +16,12 @@ from obscura_ref.wire import (
     DecodeError,
     Frame,
     FrameDecoder,
+    Message,
     MessageType,
     checksum,
     decode_frames,
     encode_frame,
+    frame_bytes,
 )
 
 from .strategies import messages, padded_messages
@@ -33,6 +35,16 @@ def test_every_message_round_trips_with_its_padding(case: tuple[object, bytes]) 
     frames, error = decode_frames(encode_frame(frame.message, frame.padding))
     assert error is None
     assert frames == [frame]
+
+
+@pytest.mark.spec("WIRE-2", "WIRE-3", "WIRE-31")
+@given(padded_messages())
+def test_a_frame_built_from_the_encoded_fields_is_the_message_s_frame(
+    case: tuple[Message, bytes],
+) -> None:
+    message, padding = case
+    built = frame_bytes(message.message_type, message.encode(), padding)
+    assert built == encode_frame(message, padding)
 
 
 @st.composite

@@ -24,7 +24,7 @@ from ..wire import (
     Opaque,
     Ping,
     Pong,
-    encode_frame,
+    frame_bytes,
 )
 from .events import (
     AbortTransport,
@@ -483,11 +483,12 @@ class PeerConnection:
         self._actions.extend(actions)
 
     def _send_frame(self, message: Message) -> None:
+        fields = message.encode()  # once: the padding depends on its length
         padding = b""
         opaque = isinstance(message, Opaque)  # spec: PRIV-2 (an opaque payload is sent as given)
         if self.settings.privacy_level == "standard" and not opaque:
-            padding = origin_padding(len(message.encode()), self._rng)  # spec: PRIV-1
-        data = encode_frame(message, padding)
+            padding = origin_padding(len(fields), self._rng)  # spec: PRIV-1
+        data = frame_bytes(message.message_type, fields, padding)
         self.bytes_sent += len(data)
         self._emit(SendBytes(data))
 

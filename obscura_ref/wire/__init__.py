@@ -11,6 +11,7 @@ from .frame import (
     checksum,
     decode_frames,
     encode_frame,
+    frame_bytes,
 )
 from .messages import (
     MAX_HANDSHAKE_PAYLOAD,
@@ -50,4 +51,5 @@ __all__ = [
     "checksum",
     "decode_frames",
     "encode_frame",
+    "frame_bytes",
 ]

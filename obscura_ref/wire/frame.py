@@ -38,12 +38,20 @@ def encode_frame(message: Message, padding: bytes = b"") -> bytes:
     """The bytes of one frame carrying ``message`` followed by ``padding``.
 
     Raises EncodeError when the payload would break a size limit."""
-    payload = message.encode() + padding  # spec: WIRE-31
+    return frame_bytes(message.message_type, message.encode(), padding)
+
+
+def frame_bytes(message_type: MessageType, fields: bytes, padding: bytes = b"") -> bytes:
+    """The bytes of one frame whose payload is ``fields``, a message's encoding, followed by
+    ``padding``: for a sender that encodes the message once and pads by the encoding's length.
+
+    Raises EncodeError when the payload would break a size limit."""
+    payload = fields + padding  # spec: WIRE-31
     if len(payload) > MAX_PAYLOAD:  # spec: WIRE-4
         raise EncodeError(
             "padding", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}", "WIRE-4"
         )
-    if message.message_type is MessageType.Handshake and len(payload) > MAX_HANDSHAKE_PAYLOAD:
+    if message_type is MessageType.Handshake and len(payload) > MAX_HANDSHAKE_PAYLOAD:
         # spec: WIRE-41
         raise EncodeError(
             "padding",
@@ -51,7 +59,7 @@ def encode_frame(message: Message, padding: bytes = b"") -> bytes:
             "WIRE-41",
         )
     header = _HEADER.pack(  # spec: WIRE-1, WIRE-2 (magic, type, length, then the checksum)
-        MAGIC, message.message_type, len(payload), checksum(payload)
+        MAGIC, message_type, len(payload), checksum(payload)
     )
     return header + payload
 

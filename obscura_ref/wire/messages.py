@@ -2,7 +2,7 @@
 
 A message object's fields are always valid: its constructor checks every field against its
 range and its limit, so a decoded message and a hand-built one obey the same rules. The limits
-on a whole frame (spec: WIRE-4, WIRE-41) are checked by ``encode_frame``.
+on a whole frame (spec: WIRE-4, WIRE-41) are checked by ``frame_bytes``.
 """
 
 from __future__ import annotations
