@@ -11,9 +11,10 @@
    hold: opens the connections as rt does, then in the window holds them and counts the ones
          still open at its end (a readable connection is lost).
 
-   Prints "ready" once set up, waits for a line on standard input, runs the window, prints
-   "done OPS ALL_OPS SECONDS" (ALL_OPS: with those in flight at the window's end, finished
-   within 2 s after it), then exits when standard input closes. "error WHAT" on a failure.
+   Prints "ready" once set up; then, for each line on standard input, runs one window and
+   prints "done OPS ALL_OPS SECONDS" (ALL_OPS: with those in flight at the window's end,
+   finished within 2 s after it); exits when standard input closes. "error WHAT" on a
+   failure.
    Each connection binds its own source address in 127.32.0.0/10 so that no port runs out. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -180,35 +181,11 @@ static void open_all(struct conn *conns, unsigned int count) {
     }
 }
 
-int main(int argc, char **argv) {
-    if (argc < 7) {
-        fprintf(stderr, "usage: client rt|hs|hold HOST PORT COUNT SECONDS HANDSHAKE [PING]\n");
-        return 2;
-    }
-    const char *mode = argv[1];
-    unsigned int count = (unsigned int)atoi(argv[4]);
-    double seconds = atof(argv[5]);
-    struct rlimit limit;
-    getrlimit(RLIMIT_NOFILE, &limit);
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-    server.sin_family = AF_INET;
-    server.sin_port = htons((unsigned short)atoi(argv[3]));
-    if (inet_pton(AF_INET, argv[2], &server.sin_addr) != 1) fail("address");
-    handshake = unhex(argv[6], &handshake_len);
-    if (strcmp(mode, "rt") == 0) ping = unhex(argc > 7 ? argv[7] : "", &ping_len);
-    ep = epoll_create1(0);
-    struct conn *conns = calloc(count, sizeof *conns);
-    if (!conns || ep < 0) fail("setup");
+/* One window: see the text at the top. */
+static void window(const char *mode, struct conn *conns, unsigned int count, double seconds) {
     int hs = strcmp(mode, "hs") == 0, rt = strcmp(mode, "rt") == 0;
-    if (!hs) open_all(conns, count);
-    printf("ready\n");
-    fflush(stdout);
-    char line[64];
-    if (!fgets(line, sizeof line, stdin)) return 0;
-
-    unsigned long ops = 0, all_ops = 0;
-    unsigned int in_flight = count;
+    unsigned long ops = 0, all_ops = 0, lost = 0;
+    unsigned int in_flight = hs || rt ? count : 0; /* hold: nothing to finish after it */
     struct epoll_event events[1024];
     double begin = now(), end = begin + seconds, stopped = 0;
     int running = 1;
@@ -216,7 +193,6 @@ int main(int argc, char **argv) {
         for (unsigned int i = 0; i < count; i++) start(&conns[i], i);
     if (rt)
         for (unsigned int i = 0; i < count; i++) send_all(&conns[i], ping, ping_len);
-    if (!hs && !rt) in_flight = 0; /* hold: nothing to finish after the window */
     while (running || (in_flight > 0 && now() < stopped + 2)) {
         double t = now();
         if (running && t >= end) {
@@ -231,9 +207,10 @@ int main(int argc, char **argv) {
             if (c->state == CLOSED) continue;
             struct outcome o = ready(c, index, events[i].events);
             if (hs && (o.opened || o.lost)) {
+                lost += (unsigned long)o.lost;
                 if (o.opened) {
                     all_ops++;
-                    ops += running;
+                    ops += (unsigned long)running;
                     drop(c);
                 }
                 if (running) start(c, index);
@@ -253,14 +230,40 @@ int main(int argc, char **argv) {
         for (unsigned int i = 0; i < count; i++) {
             struct conn *c = &conns[i];
             char probe;
-            ssize_t got = c->state == OPEN ? recv(c->fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) : 0;
-            if (got < 0 && errno == EAGAIN) ops++;
+            if (c->state != OPEN) continue;
+            if (recv(c->fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN) ops++;
         }
         all_ops = ops;
     }
+    if (lost) fprintf(stderr, "client: %lu connections closed before their handshake\n", lost);
     printf("done %lu %lu %.6f\n", ops, all_ops, (stopped ? stopped : now()) - begin);
     fflush(stdout);
-    while (fgets(line, sizeof line, stdin)) {
+}
+
+int main(int argc, char **argv) {
+    if (argc < 7) {
+        fprintf(stderr, "usage: client rt|hs|hold HOST PORT COUNT SECONDS HANDSHAKE [PING]\n");
+        return 2;
     }
+    const char *mode = argv[1];
+    unsigned int count = (unsigned int)atoi(argv[4]);
+    double seconds = atof(argv[5]);
+    struct rlimit limit;
+    getrlimit(RLIMIT_NOFILE, &limit);
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    server.sin_family = AF_INET;
+    server.sin_port = htons((unsigned short)atoi(argv[3]));
+    if (inet_pton(AF_INET, argv[2], &server.sin_addr) != 1) fail("address");
+    handshake = unhex(argv[6], &handshake_len);
+    ping = unhex(argc > 7 ? argv[7] : "", &ping_len);
+    ep = epoll_create1(0);
+    struct conn *conns = calloc(count, sizeof *conns);
+    if (!conns || ep < 0) fail("setup");
+    if (strcmp(mode, "hs") != 0) open_all(conns, count);
+    printf("ready\n");
+    fflush(stdout);
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) window(mode, conns, count, seconds);
     return 0;
 }

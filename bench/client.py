@@ -108,29 +108,17 @@ class Load:
         return conns
 
 
-def main() -> None:
-    mode, host, port, count_text, seconds_text, handshake_hex = sys.argv[1:7]
-    ping = bytes.fromhex(sys.argv[7]) if len(sys.argv) > 7 else b""
-    count, seconds = int(count_text), float(seconds_text)
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    load = Load((host, int(port)), bytes.fromhex(handshake_hex), ping)
-    try:
-        conns = [] if mode == "hs" else load.open_all(count)
-    except OSError as exc:
-        print(f"error {exc}", flush=True)
-        sys.exit(1)
-    print("ready", flush=True)
-    sys.stdin.readline()
+def window(load: Load, mode: str, conns: list[Conn], count: int, seconds: float) -> None:
+    """One window: see client.c."""
     ops = all_ops = 0
     in_flight = count if mode in ("hs", "rt") else 0
     begin = time.monotonic()
     end, stopped, running = begin + seconds, 0.0, True
     if mode == "hs":
-        conns = [load.start(index) for index in range(count)]
+        conns[:] = [load.start(index) for index in range(count)]
     if mode == "rt":
         for conn in conns:
-            conn.sock.send(ping)
+            conn.sock.send(load.ping)
     while running or (in_flight > 0 and time.monotonic() < stopped + 2):
         now = time.monotonic()
         if running and now >= end:
@@ -154,7 +142,7 @@ def main() -> None:
                 all_ops += pongs
                 ops += pongs if running else 0
                 if running:
-                    conn.sock.send(ping)
+                    conn.sock.send(load.ping)
                 else:
                     in_flight -= 1
             elif mode == "rt" and lost:
@@ -169,7 +157,23 @@ def main() -> None:
                 ops += 1
         all_ops = ops
     print(f"done {ops} {all_ops} {(stopped or time.monotonic()) - begin:.6f}", flush=True)
-    sys.stdin.read()
+
+
+def main() -> None:
+    mode, host, port, count_text, seconds_text, handshake_hex = sys.argv[1:7]
+    ping = bytes.fromhex(sys.argv[7]) if len(sys.argv) > 7 else b""
+    count, seconds = int(count_text), float(seconds_text)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    load = Load((host, int(port)), bytes.fromhex(handshake_hex), ping)
+    try:
+        conns = [] if mode == "hs" else load.open_all(count)
+    except OSError as exc:
+        print(f"error {exc}", flush=True)
+        sys.exit(1)
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        window(load, mode, conns, count, seconds)
 
 
 if __name__ == "__main__":

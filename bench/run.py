@@ -1,6 +1,6 @@
 """Every benchmark of bench/ in one run, interleaved, printed as the tables of RESULTS.md.
 
-    python bench/run.py            # the full run, about 8 minutes on 2 cores
+    python bench/run.py            # the full run, about 10 minutes on 2 cores
     python bench/run.py --quick    # a smoke run of a few seconds per case, one repetition
 
 Each repetition runs every case against every server in turn (the order rotating from one
@@ -21,6 +21,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
@@ -59,11 +60,11 @@ NAMES = {
 class Plan:
     repeat: int = 5
     rt_connections: tuple[int, ...] = (1, 100, 1000)
-    rt_seconds: float = 3.0
+    rt_seconds: float = 2.0
     hs_in_flight: int = 32
     hs_seconds: float = 3.0
     idle_counts: tuple[int, ...] = (1000, 10000)
-    idle_seconds: float = 5.0
+    idle_seconds: float = 3.0
     decode_budget: float = 0.6
     parts: tuple[str, ...] = ("roundtrip", "handshakes", "idle", "decode")
 
@@ -109,7 +110,6 @@ class Results:
 
 def run(plan: Plan) -> Results:
     results = Results()
-    limit = descriptor_limit()
     decode_cases = decode.cases() if "decode" in plan.parts else []
     for rep in range(plan.repeat):
         progress(f"repetition {rep + 1} of {plan.repeat}")
@@ -131,17 +131,6 @@ def run(plan: Plan) -> Results:
                     partial(handshakes.measure, kind, plan.hs_in_flight, plan.hs_seconds),
                 )
                 results.hs.setdefault(kind, []).append(got)
-        if "idle" in plan.parts:
-            for count in plan.idle_counts:
-                if count + 100 > limit:
-                    progress(f"  idle, {count}: skipped, the descriptor limit is {limit}")
-                    continue
-                for kind in rotated(IDLE_SERVERS, rep):
-                    held = attempt(
-                        f"idle, {count} connections, {kind}",
-                        partial(idle.measure, kind, count, plan.idle_seconds),
-                    )
-                    results.idle.setdefault((kind, count), []).append(held)
         for case in decode_cases:
             progress(f"  decode, {case.name}")
             works: list[tuple[str, Callable[[decode.Case], None]]] = [
@@ -151,7 +140,32 @@ def run(plan: Plan) -> Results:
             for name, work in rotated(works, rep):
                 value = decode.rate(work, case, plan.decode_budget)
                 results.decode.setdefault((case.name, name), []).append(value)
+    if "idle" in plan.parts:
+        run_idle(plan, results)
     return results
+
+
+def run_idle(plan: Plan, results: Results) -> None:
+    """Each server holds the connections once per count; the windows are interleaved."""
+    limit = descriptor_limit()
+    for count in plan.idle_counts:
+        if count + 100 > limit:
+            progress(f"idle, {count}: skipped, the descriptor limit is {limit}")
+            continue
+        with ExitStack() as stack:
+            held: dict[str, idle.Held | None] = {}
+            for kind in IDLE_SERVERS:
+                context = idle.hold(kind, count, plan.idle_seconds)
+                held[kind] = attempt(
+                    f"idle: {kind} opening {count} connections",
+                    partial(stack.enter_context, context),
+                )
+            for rep in range(plan.repeat):
+                progress(f"idle, {count} connections: repetition {rep + 1} of {plan.repeat}")
+                for kind in rotated(IDLE_SERVERS, rep):
+                    one = held[kind]
+                    window = None if one is None else attempt(f"idle, {kind}", one.window)
+                    results.idle.setdefault((kind, count), []).append(window)
 
 
 # ---- the report ---------------------------------------------------------------------------
@@ -292,9 +306,9 @@ class Report:
         print(f"### Idle established connections, {plan.idle_seconds:g} s windows\n")
         print(
             "| connections | server | resident before (MiB) | resident per connection (KiB) "
-            "| server CPU while idle (µs per s) | alive at the end | runs |"
+            "| server CPU while idle (µs per s) | fewest alive at the end | opened in (s) | runs |"
         )
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         for count in plan.idle_counts:
             for kind in IDLE_SERVERS:
                 got = present(res.idle.get((kind, count), []))
@@ -303,7 +317,8 @@ class Report:
                     f"| {median_range([h.before / KiB / KiB for h in got])} "
                     f"| {median_range([h.bytes_per_connection(count) / KiB for h in got], 2)} "
                     f"| {median_range([h.cpu_per_second * 1e6 for h in got], 0)} "
-                    f"| {median_range([float(h.alive) for h in got], 0)} | {len(got)} |"
+                    f"| {min((h.alive for h in got), default=0):,} "
+                    f"| {got[0].opened_in if got else float('nan'):.1f} | {len(got)} |"
                 )
         print()
         counts = plan.idle_counts
