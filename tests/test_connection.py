@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import random
+import weakref
 from typing import Any
 
 import pytest
@@ -467,3 +470,29 @@ def test_machines_refuse_use_before_start() -> None:
 def test_handshake_frame_type_is_what_the_initiator_sends() -> None:
     machine, _, _ = new_machine(Direction.OUTBOUND)
     assert isinstance(messages_in(sent_bytes(machine.handle(TcpConnected(), 0.0)))[0], Handshake)
+
+
+def test_a_machine_runs_the_rows_of_the_table_as_they_are_when_it_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The table stays the source: a machine looks its handlers up when it is built (once,
+    # not per event), so a row changed before then is the row that runs.
+    row = (ConnState.ESTABLISHED, Input.PING_FRAME)
+    ignored = dataclasses.replace(CONNECTION_TRANSITIONS[row], handler="_ignore")
+    monkeypatch.setitem(CONNECTION_TRANSITIONS, row, ignored)
+    machine = established()
+    assert sent_bytes(machine.handle(BytesReceived(encode_frame(Ping(7))), 2.0)) == b""
+
+
+def test_a_machine_is_freed_without_the_garbage_collector() -> None:
+    # Nothing of a machine refers back to it, so a node's closed connections go at once.
+    machine = established()
+    machine.handle(BytesReceived(encode_frame(Ping(7))), 2.0)
+    machine.handle(TimerExpired(Timer.PING), 1.0 + SETTINGS.ping_interval)
+    ref = weakref.ref(machine)
+    gc.disable()
+    try:
+        del machine
+        assert ref() is None
+    finally:
+        gc.enable()
