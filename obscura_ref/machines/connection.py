@@ -42,11 +42,11 @@ from .events import (
     MessageReceived,
     Misbehaviour,
     Negotiated,
+    NodeLimit,
     ReleaseNonce,
     RttMeasured,
     SendBytes,
     SendMessage,
-    NodeLimit,
     TcpConnected,
     Timer,
     TimerExpired,
@@ -291,7 +291,10 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
         "_abort_close", (C.CLOSED,), "CONN-23", "abort what is unsent; closed"
     ),
     (C.CLOSING, Input.NODE_LIMIT): _rule(
-        "_abort_close", (C.CLOSED,), "NODE-14", "abort what is unsent; closed with the close's reason"
+        "_abort_close",
+        (C.CLOSED,),
+        "NODE-14",
+        "abort what is unsent; closed with the close's reason",
     ),
     **{
         (C.CLOSED, input_): _rule("_ignore", (C.CLOSED,), "CONN-41", "nothing")
