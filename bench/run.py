@@ -318,7 +318,7 @@ class Report:
                     f"| {median_range([h.bytes_per_connection(count) / KiB for h in got], 2)} "
                     f"| {median_range([h.cpu_per_second * 1e6 for h in got], 0)} "
                     f"| {min((h.alive for h in got), default=0):,} "
-                    f"| {got[0].opened_in if got else float('nan'):.1f} | {len(got)} |"
+                    f"| {f'{got[0].opened_in:.1f}' if got else 'n/a'} | {len(got)} |"
                 )
         print()
         counts = plan.idle_counts
