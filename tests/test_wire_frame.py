@@ -161,6 +161,16 @@ def test_frames_split_at_every_byte_decode_the_same() -> None:
     assert split == whole and len(whole) == 3
 
 
+@pytest.mark.spec("WIRE-12")
+def test_an_empty_payload_completes_with_its_header_however_the_stream_is_split() -> None:
+    stream = encode_frame(Opaque(MessageType.MemPool, b"")) * 2
+    for cut in range(len(stream) + 1):
+        decoder = FrameDecoder()
+        frames = decoder.feed(stream[:cut]) + decoder.feed(stream[cut:])
+        assert frames == [Frame(Opaque(MessageType.MemPool, b""))] * 2
+        assert decoder.eof() is None
+
+
 @pytest.mark.spec("WIRE-13")
 def test_buffer_never_exceeds_one_frame_while_a_large_payload_trickles_in() -> None:
     decoder = FrameDecoder()

@@ -67,7 +67,7 @@ def frame_bytes(message_type: MessageType, fields: bytes, padding: bytes = b"") 
 def check_magic(received: Payload, offset: int) -> None:
     """Check bytes of the magic field that start at ``offset`` of it, as they arrive
     (spec/wire.md section 2.1, row 1)."""
-    arrived = bytes(received[: len(MAGIC) - offset])
+    arrived = received[: len(MAGIC) - offset]  # compared in place, not copied
     if arrived == MAGIC[offset : offset + len(arrived)]:
         return  # the common case, in one comparison
     for index, byte in enumerate(arrived, offset):
@@ -204,8 +204,12 @@ class FrameDecoder:
         return piece
 
     def _next_frame(self) -> Frame | None:
+        if not self._input:
+            # Nothing new to read: no frame can complete (one whose header is read and that
+            # still waits has a payload of at least one byte to wait for).
+            return None
         if self._header is None:
-            if not self._buffer and self._input and len(self._input[0]) >= HEADER_SIZE:
+            if not self._buffer and len(self._input[0]) >= HEADER_SIZE:
                 header: Payload = self._take(HEADER_SIZE)  # the whole header in one read
                 check_magic(header, 0)  # spec: WIRE-5
             else:
