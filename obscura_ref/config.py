@@ -263,6 +263,15 @@ KEYS: tuple[Key, ...] = (
         1024 * MiB,
     ),
     Key(
+        "memory_budget",
+        int,
+        256 * MiB,
+        "bytes the buffers of all connections may hold together (spec/node.md section 2)",
+        1 * MiB,
+        None,
+        64 * 1024 * MiB,
+    ),
+    Key(
         "user_agent",
         str,
         f"obscura-ref/{__version__}",

@@ -35,6 +35,8 @@ class EventLoop:
         self._order = itertools.count()  # ties in the heap keep the order of arming
         self._cancelled = 0
         self._stopping = False
+        self._after_io: list[Callable[[], bool]] = []
+        self._work_left = False  # a hook left work for the next pass: do not wait
 
     # Timers --------------------------------------------------------------------------------
 
@@ -68,12 +70,19 @@ class EventLoop:
     def unregister(self, sock: socket.socket) -> None:
         self._selector.unregister(sock)
 
+    def after_io(self, callback: Callable[[], bool]) -> None:
+        """Call ``callback`` on every pass, after the callbacks of the ready sockets and before
+        the timers; it returns whether it left work for the next pass, which then does not
+        wait. A node serves its readable connections here, within a budget (spec: NODE-10)."""
+        self._after_io.append(callback)
+
     # Running -------------------------------------------------------------------------------
 
     def run_once(self, max_wait: float | None = None) -> None:
         """Wait for sockets until the next timer is due (at most ``max_wait`` seconds), run the
-        callbacks of the ready sockets, then the callbacks of every timer that is due."""
-        wait = max_wait
+        callbacks of the ready sockets and the ``after_io`` hooks, then the callbacks of every
+        timer that is due."""
+        wait = 0.0 if self._work_left else max_wait
         while self._heap and self._heap[0][2].cancelled:
             heapq.heappop(self._heap)
             self._cancelled -= 1
@@ -83,6 +92,10 @@ class EventLoop:
         for key, mask in self._selector.select(wait):
             callback: ReadyCallback = key.data
             callback(mask)
+        self._work_left = False
+        for hook in self._after_io:
+            if hook():
+                self._work_left = True
         now = self.clock()
         while self._heap and self._heap[0][0] <= now:
             _, _, handle = heapq.heappop(self._heap)

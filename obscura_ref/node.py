@@ -17,12 +17,13 @@ import math
 import selectors
 import socket
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .banfile import BAN_FILE_NAME, BanFileError, read_ban_document, write_ban_document
 from .config import NodeConfig
+from .eventqueue import AppEvent, EventQueue, NodeEvent
 from .loop import EventLoop, TimerHandle
 from .machines.connection import ConnState, Direction, PeerConnection
 from .machines.events import (
@@ -37,19 +38,17 @@ from .machines.events import (
     EndOfStream,
     Established,
     Event,
-    MessageReceived,
     Misbehaviour,
+    NodeLimit,
     ReleaseNonce,
     RttMeasured,
     SendBytes,
     SendMessage,
-    NodeLimit,
     TcpConnected,
     Timer,
     TimerExpired,
     TransportClosed,
     TransportFailed,
-    UnsolicitedPong,
 )
 from .machines.handshake import LocalHandshake
 from .machines.nonces import OwnNonces
@@ -66,29 +65,31 @@ from .wire import Opaque
 log = logging.getLogger("obscura_ref.node")
 
 READ_CHUNK = 64 * 1024  # bytes read from one socket per readiness: no peer starves the others
+PASS_READ_BUDGET = 4 * READ_CHUNK  # bytes read in one pass of the loop, all peers (NODE-10)
+SEND_HIGH_WATER = 1024 * 1024  # unsent bytes above which a peer is not read from (NODE-15)
+PEER_EVENT_LIMIT = 1_000  # waiting events of one connection before it is not read (NODE-13)
 ACCEPTS_PER_READY = 64  # connections accepted per readiness of a listening socket
-MAX_PENDING_EVENTS = 10_000  # undelivered application events before reading pauses (NODE-6)
-RESUME_CHECK = 0.05  # seconds between looks at the event queue while reading is paused
 ACCEPT_BACKOFF = 0.5  # seconds a listener is not watched after accept failed (NODE-7)
+# The timers that judge a peer by what it has sent: their expiry waits for a read (NODE-12).
+SILENCE_TIMERS = frozenset({Timer.HANDSHAKE, Timer.PONG, Timer.INACTIVITY})
 LISTEN_BACKLOG = 1024
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 
-AppEvent = Established | MessageReceived | RttMeasured | UnsolicitedPong | Misbehaviour | Closed
 Address = tuple[str, int]
+__all__ = [
+    "AppEvent",
+    "MemoryStatus",
+    "Node",
+    "NodeError",
+    "NodeEvent",
+    "PeerStatus",
+    "parse_address",
+]
 
 
 class NodeError(Exception):
     """A request the node cannot carry out (an unknown peer, a limit reached, a bad address)."""
-
-
-@dataclass(frozen=True)
-class NodeEvent:
-    """Something the application should know about one connection."""
-
-    peer: int
-    address: str
-    event: AppEvent
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,16 @@ class PeerStatus:
     send_queue: int
 
 
+@dataclass(frozen=True)
+class MemoryStatus:
+    """What the node holds against its ``memory_budget`` (spec/node.md section 2.1)."""
+
+    buffers: int  # bytes the buffers of every connection hold (NODE-14)
+    events: int  # bytes counted for the events the application has not taken
+    budget: int
+    pressure: bool  # above three quarters of the budget: the largest are not read (NODE-16)
+
+
 @dataclass(eq=False)
 class _Peer:
     id: int
@@ -133,6 +144,11 @@ class _Peer:
         False  # refused or evicted at admission (LIM-16): closed once its Disconnect is out
     )
     live: bool = True  # the manager has not yet been told its close began (LIM-12)
+    held: int = 0  # the bytes of its buffers, as counted in the node's total (NODE-14)
+    backlogged: bool = False  # too much unsent: not read from until it drains (NODE-15)
+    app_behind: bool = False  # too many of its events wait for the application (NODE-13)
+    progress_at: float = 0.0  # when the socket last took queued bytes (NODE-11)
+    stall_check: TimerHandle | None = None  # armed while bytes wait to be written (NODE-11)
 
     @property
     def label(self) -> str:
@@ -187,10 +203,20 @@ class Node:
         self._wall_clock = wall_clock
         self._rng: RandomSource = rng if rng is not None else SystemRandomSource()
         self._on_event = on_event
-        self.events: deque[NodeEvent] = deque()
+        # The events for an application without a callback; it takes them with popleft.
+        self.events = EventQueue(self._events_taken)
         self.nonces = OwnNonces()
         self._settings = self.config.connection_settings()
-        self._max_send_queue: int = self.config.max_send_queue  # read once, not per frame
+        # Read once, not per frame.
+        self._max_send_queue: int = self.config.max_send_queue
+        self._high_water = min(SEND_HIGH_WATER, self._max_send_queue // 2)  # NODE-15
+        self._stall_after: float = self.config.inactivity_timeout  # NODE-11
+        self._budget: int = self.config.memory_budget  # NODE-14
+        # A connection's share of the budget, for the pause of NODE-16.
+        self._share = self._budget // max(1, self.config.max_total_connections)
+        self._held = 0  # bytes the buffers of every connection hold (NODE-14)
+        self._pressure = False  # above three quarters of the budget (NODE-16)
+        self._shedding = False
         self._local = LocalHandshake(user_agent=self.config.user_agent)
         self._peers: dict[int, _Peer] = {}
         # Open connections by direction, kept as counts: admission must not cost a scan.
@@ -210,8 +236,10 @@ class Node:
         # The manager's first look, on the first pass of the loop: the seed nodes are dialled
         # then, once the application has had the chance to listen.
         self.loop.call_at(self.loop.clock(), lambda: self._decide(mgr.Tick()))
-        self._reading_paused = False
-        self._accept_paused_until = 0.0
+        # Connections the selector found readable, read in that order within a budget per
+        # pass; those the budget left out come first in the next pass (spec: NODE-10).
+        self._readable: OrderedDict[int, None] = OrderedDict()
+        self.loop.after_io(self._serve_readable)
         self._stop_requested = False  # leave run_forever
         self._shutting_down = False  # no more dials, no more accepts (NODE-5)
         self._cut_requested = False  # stop waiting for graceful closes
@@ -349,6 +377,10 @@ class Node:
             )
         return rows
 
+    def memory(self) -> MemoryStatus:
+        """What the node holds against its memory budget now (spec/node.md section 2.1)."""
+        return MemoryStatus(self._held, self.events.held_bytes, self._budget, self._pressure)
+
     def manager_status(self) -> ManagerStatus:
         """Counts per type and group, scores, bans, entries waiting to be dialled (NODE-9)."""
         return self.manager.status(self.loop.clock(), self._wall_clock())
@@ -484,8 +516,20 @@ class Node:
             return
         if mask & _WRITE:
             self._flush(peer)
-        if mask & _READ and peer.sock is not None and self._may_read(peer):
-            self._read(peer)
+        if mask & _READ and peer.sock is not None:
+            self._readable[peer.id] = None  # spec: NODE-10 (read after, in turn)
+
+    def _serve_readable(self) -> bool:
+        """Read from the readable connections in the order they became readable, until
+        ``PASS_READ_BUDGET`` bytes are read in this pass; returns whether some are left for
+        the next pass, which serves them first (spec: NODE-3, NODE-10)."""
+        budget = PASS_READ_BUDGET
+        while self._readable and budget > 0:  # spec: NODE-10
+            peer_id, _ = self._readable.popitem(last=False)
+            peer = self._peers.get(peer_id)
+            if peer is not None and peer.sock is not None and self._may_read(peer):
+                budget -= self._read(peer)
+        return bool(self._readable)
 
     def _connect_finished(self, peer: _Peer) -> None:
         assert peer.sock is not None
@@ -497,24 +541,27 @@ class Node:
         log.info("peer %d %s outbound connected", peer.id, peer.label)
         self._handle(peer, TcpConnected())
 
-    def _read(self, peer: _Peer) -> None:
+    def _read(self, peer: _Peer) -> int:
+        """Read once from the peer's socket and hand the bytes to its machine; returns how
+        many bytes were read."""
         assert peer.sock is not None
         try:
             data = peer.sock.recv(READ_CHUNK)  # spec: NODE-3
         except (BlockingIOError, InterruptedError):
-            return
+            return 0
         except OSError as exc:  # reset, unreachable, ...
             self._handle(peer, TransportFailed(f"receive: {exc.strerror or exc}"))
-            return
+            return 0
         if data:
             self._handle(peer, BytesReceived(data))
-            return
+            return len(data)
         peer.eof_seen = True
         if peer.ending and not peer.send_queue:
             self._transport_closed(peer)  # spec: NODE-4 (both sides ended: close cleanly)
         else:
             self._handle(peer, EndOfStream())
             self._update_interest(peer)
+        return 0
 
     def _flush(self, peer: _Peer) -> None:
         sock = peer.sock
@@ -529,9 +576,36 @@ class Node:
                 self._handle(peer, TransportFailed(f"send: {exc.strerror or exc}"))
                 return
             peer.send_queue.consume(sent)
+            if sent:
+                peer.progress_at = self.loop.clock()  # spec: NODE-11
+            self._account(peer)
+            if peer.send_queue and peer.stall_check is None and peer.machine.is_open:
+                self._arm_stall_check(peer)
         if peer.sock is not None and peer.ending and not peer.send_queue:
             self._end_sending(peer)
         self._update_interest(peer)
+
+    def _arm_stall_check(self, peer: _Peer) -> None:
+        """Look again when the peer will have taken none of our bytes for
+        ``inactivity_timeout`` (spec: NODE-11): one timer per connection with bytes waiting,
+        not one per write."""
+        peer_id = peer.id
+        peer.stall_check = self.loop.call_at(
+            peer.progress_at + self._stall_after, lambda: self._check_stall(peer_id)
+        )
+
+    def _check_stall(self, peer_id: int) -> None:
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return
+        peer.stall_check = None
+        if not peer.send_queue or not peer.machine.is_open:
+            return
+        # The time against the deadline as armed (KA-10's way), so it cannot re-arm at it.
+        if self.loop.clock() >= peer.progress_at + self._stall_after:
+            self._handle(peer, NodeLimit(CloseReason.SEND_STALLED))  # spec: NODE-11
+        else:
+            self._arm_stall_check(peer)
 
     def _end_sending(self, peer: _Peer) -> None:
         """Everything queued is written: end our side; close once the peer has ended its
@@ -562,8 +636,12 @@ class Node:
     def _update_interest(self, peer: _Peer) -> None:
         if peer.sock is None:
             return
+        # spec: NODE-15 (paused above the high-water mark, read again at half of it)
+        queued = len(peer.send_queue)
+        limit = self._high_water // 2 if peer.backlogged else self._high_water
+        peer.backlogged = queued > limit
         wanted = 0
-        if peer.machine.is_connecting or peer.send_queue:
+        if peer.machine.is_connecting or queued:
             wanted |= _WRITE
         if self._may_read(peer):
             wanted |= _READ
@@ -579,28 +657,75 @@ class Node:
         peer.registered = wanted
 
     def _may_read(self, peer: _Peer) -> bool:
-        """Reading pauses for the application (NODE-6), except on closing connections, which
-        only discard what they read and must see the peer's end of stream (NODE-4)."""
+        """Whether the node reads from this connection now. Closing connections are always
+        read, to discard and to see the peer's end of stream (NODE-4); an open one is not
+        while its peer leaves too much of ours unsent (NODE-15), while the application is
+        behind on its events (NODE-13), or while the node is short of memory and it holds
+        more than its share (NODE-16)."""
         if not peer.machine.reads or peer.eof_seen:
             return False
-        return not self._reading_paused or peer.machine.is_closing
+        if peer.machine.is_closing:
+            return True
+        if peer.backlogged or peer.app_behind:  # spec: NODE-15, NODE-13
+            return False
+        # spec: NODE-16
+        return not self._pressure or peer.held + self.events.bytes_of(peer.id) <= self._share
 
-    def _check_event_queue(self) -> None:
-        """Pause reading from every peer while the application has too many undelivered
-        events, so that a flood cannot grow the queue without bound (spec: NODE-6). While
-        paused, look again every ``RESUME_CHECK`` seconds for the application to catch up."""
-        if not self._reading_paused and len(self.events) >= MAX_PENDING_EVENTS:  # spec: NODE-6
-            self._reading_paused = True
-        elif self._reading_paused and len(self.events) <= MAX_PENDING_EVENTS // 2:
-            self._reading_paused = False
-        else:
-            if self._reading_paused:
-                self.loop.call_at(self.loop.clock() + RESUME_CHECK, self._check_event_queue)
-            return
-        for peer in self._peers.values():
+    def _events_taken(self, peer_id: int) -> None:
+        """The application took an event of ``peer_id`` from ``events``."""
+        peer = self._peers.get(peer_id)
+        caught_up = self.events.waiting(peer_id) <= PEER_EVENT_LIMIT // 2  # spec: NODE-13
+        if peer is not None and peer.app_behind and caught_up:
+            peer.app_behind = False
             self._update_interest(peer)
-        if self._reading_paused:
-            self.loop.call_at(self.loop.clock() + RESUME_CHECK, self._check_event_queue)
+        if self._pressure:
+            self._check_budget()
+
+    # ---- inside: memory ----------------------------------------------------------------
+
+    def _account(self, peer: _Peer) -> None:
+        """Count again what this connection's buffers hold (spec: NODE-14)."""
+        held = peer.send_queue.allocated + peer.machine.held_bytes
+        self._held += held - peer.held
+        peer.held = held
+
+    def _check_budget(self) -> None:
+        """Keep what the node holds under ``memory_budget``: above three quarters of it, stop
+        reading from the connections that hold more than their share, until it is down to
+        half (NODE-16); above all of it, close the connection that holds most, and the next,
+        until under (NODE-14)."""
+        held = self._held + self.events.held_bytes
+        # spec: NODE-16 (on above three quarters, off at half: no flapping at one mark)
+        entering = not self._pressure and held > self._budget * 3 // 4
+        if entering or (self._pressure and held <= self._budget // 2):
+            self._pressure = not self._pressure  # spec: NODE-16
+            log.warning(
+                "memory: %d bytes held of a budget of %d: %s reading from the peers that hold most",
+                held,
+                self._budget,
+                "stopped" if self._pressure else "resumed",
+            )
+            for peer in list(self._peers.values()):
+                self._update_interest(peer)
+        if self._held <= self._budget or self._shedding:
+            return
+        self._shedding = True
+        try:
+            while self._held > self._budget:
+                worst = max(self._peers.values(), key=lambda p: p.held)
+                log.warning(
+                    "memory: %d bytes held in buffers, over the budget of %d: closing peer %d, "
+                    "which holds %d",
+                    self._held,
+                    self._budget,
+                    worst.id,
+                    worst.held,
+                )
+                self._handle(worst, NodeLimit(CloseReason.MEMORY_BUDGET))  # spec: NODE-14
+                if worst.id in self._peers:
+                    break  # cannot happen: the machine closes at once; never loop on it
+        finally:
+            self._shedding = False
 
     # ---- inside: the machine's actions -------------------------------------------------
 
@@ -620,6 +745,8 @@ class Node:
                     self._perform(target, target.machine.handle(pending, self.loop.clock()))
         finally:
             self._draining = False
+        if self._held + self.events.held_bytes > self._budget * 3 // 4 or self._pressure:
+            self._check_budget()
 
     def _perform(self, peer: _Peer, actions: list[Action]) -> None:
         for action in actions:
@@ -650,8 +777,10 @@ class Node:
             peer.live = False
             reason = peer.machine.close_reason or CloseReason.NETWORK_ERROR
             self._decide(mgr.CloseBegan(peer.id, reason))  # spec: LIM-12 (no longer counts)
-        if peer.id in self._peers and (peer.machine.is_live or peer.machine.is_closing):
-            self._update_interest(peer)
+        if peer.id in self._peers:
+            self._account(peer)
+            if peer.machine.is_live or peer.machine.is_closing:
+                self._update_interest(peer)
 
     def _log_closing(self, peer: _Peer) -> None:
         reason = peer.machine.close_reason
@@ -676,6 +805,7 @@ class Node:
             return
         peer.send_queue.append(data)
         if not queued:
+            peer.progress_at = self.loop.clock()  # spec: NODE-11 (waiting from now)
             self._flush(peer)  # write at once when we can: no wait for the next readiness
 
     def _arm(self, peer: _Peer, timer: Timer, deadline: float) -> None:
@@ -692,6 +822,14 @@ class Node:
         if peer is None:
             return
         peer.timers.pop(timer, None)
+        if timer in SILENCE_TIMERS and peer.sock is not None and peer.machine.reads:
+            # What the peer sent and we have not read yet counts: read it first, even while
+            # reading from it is paused, then let the machine judge.
+            self._readable.pop(peer.id, None)
+            if not peer.eof_seen:
+                self._read(peer)  # spec: NODE-12
+            if peer.id not in self._peers:
+                return
         self._handle(peer, TimerExpired(timer))
 
     def _tell(self, peer: _Peer, event: AppEvent) -> None:
@@ -728,8 +866,8 @@ class Node:
             self._on_event(delivered)
         else:
             self.events.append(delivered)
-            if not self._reading_paused and len(self.events) >= MAX_PENDING_EVENTS:
-                self._check_event_queue()
+            if self.events.waiting(peer.id) >= PEER_EVENT_LIMIT:  # spec: NODE-13
+                peer.app_behind = True
 
     def _closed(self, peer: _Peer, event: Closed) -> None:
         said = "" if event.peer_reason is None else f", peer's reason {event.peer_reason}"
@@ -746,7 +884,12 @@ class Node:
         for handle in peer.timers.values():
             self.loop.cancel(handle)
         peer.timers.clear()
+        if peer.stall_check is not None:
+            self.loop.cancel(peer.stall_check)
         self._release_socket(peer)
+        self._held -= peer.held
+        peer.held = 0
+        self._readable.pop(peer.id, None)
         del self._peers[peer.id]
         self._open[peer.machine.direction] -= 1
         self._decide(mgr.Closed(peer.id, event.reason, event.peer_reason))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import get_args
 
 from .config import KEYS
+from .eventqueue import EVENT_COST
 from .machines.connection import (
     CONNECTION_TRANSITIONS,
     STATE_MEANINGS,
@@ -38,7 +39,14 @@ from .machines.table import markdown_table, mermaid
 from .manager.backoff import MAX_FAILURES
 from .manager.bans import BAN_THRESHOLD, MAX_BANS, MAX_MISBEHAVIOUR_RECORDS
 from .manager.eviction import PROTECT_BY_GROUP, PROTECT_BY_RTT, PROTECT_BY_SCORE
-from .node import ACCEPT_BACKOFF, ACCEPTS_PER_READY, MAX_PENDING_EVENTS, READ_CHUNK
+from .node import (
+    ACCEPT_BACKOFF,
+    ACCEPTS_PER_READY,
+    PASS_READ_BUDGET,
+    PEER_EVENT_LIMIT,
+    READ_CHUNK,
+    SEND_HIGH_WATER,
+)
 from .wire import (
     DEFINED_TYPES,
     ERROR_REQUIREMENTS,
@@ -224,9 +232,21 @@ BLOCKS: dict[str, Callable[[], str]] = {
                 ACCEPTS_PER_READY,
                 "connections accepted per readiness of a listening socket",
             ),
-            "MAX_PENDING_EVENTS": (
-                MAX_PENDING_EVENTS,
-                "undelivered application events before reading pauses",
+            "PASS_READ_BUDGET": (
+                PASS_READ_BUDGET,
+                "bytes read from all connections in one pass of the loop",
+            ),
+            "SEND_HIGH_WATER": (
+                SEND_HIGH_WATER,
+                "unsent bytes above which a connection is not read (at most max_send_queue / 2)",
+            ),
+            "PEER_EVENT_LIMIT": (
+                PEER_EVENT_LIMIT,
+                "undelivered application events of one connection before it is not read",
+            ),
+            "EVENT_COST": (
+                EVENT_COST,
+                "bytes counted for an undelivered event besides its payload",
             ),
             "ACCEPT_BACKOFF": (ACCEPT_BACKOFF, "seconds a listener rests after accept failed"),
         }

@@ -467,25 +467,66 @@ def test_reads_are_bounded_per_readiness(net: Network, monkeypatch: pytest.Monke
     flood.close()
 
 
-@pytest.mark.spec("NODE-6")
-def test_reading_pauses_while_the_application_holds_too_many_events(
+def waiting_messages(node: Node, peer: int) -> int:
+    return sum(e.peer == peer and isinstance(e.event, MessageReceived) for e in node.events)
+
+
+@pytest.mark.spec("NODE-13")
+def test_reading_pauses_only_for_the_connection_the_application_is_behind_on(
     net: Network, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("obscura_ref.node.MAX_PENDING_EVENTS", 40)
+    monkeypatch.setattr("obscura_ref.node.PEER_EVENT_LIMIT", 40)
     b = net.node(fast("ping_interval=30", "ping_timeout=10"))
     address = b.listen("127.0.0.2", 0)
-    chatty = RawPeer(address)
+    chatty, quiet = RawPeer(address), RawPeer(address)
     message = encode_frame(Opaque(MessageType.Inv, b"x"))
-    chatty.send(handshake_from(4) + message * 100)
-    assert net.run(lambda: len(b.events) >= 40)
+    chatty.send(handshake_from(4))
+    quiet.send(handshake_from(5))
+    assert net.run(lambda: kinds(b).count("Established") == 2)
+    by_port = {int(row.address.rsplit(":", 1)[1]): row.peer for row in b.status()}
+    chatty_id = by_port[chatty.sock.getsockname()[1]]
+    quiet_id = by_port[quiet.sock.getsockname()[1]]
+    chatty.send(message * 100)
+    assert net.run(lambda: b.events.waiting(chatty_id) >= 40)
     net.run(lambda: False, timeout=0.3)
-    held = len(b.events)
+    held = waiting_messages(b, chatty_id)
     chatty.send(message * 100)  # while paused, this waits in the kernel, not in the node
+    quiet.send(message * 5)  # the other connection is read as before
+    assert net.run(lambda: waiting_messages(b, quiet_id) == 5)
     net.run(lambda: False, timeout=0.3)
-    assert len(b.events) == held and held <= 101
-    b.events.clear()  # the application catches up: reading resumes
-    assert net.run(lambda: kinds(b).count("MessageReceived") == 200 - (held - 1))
+    assert waiting_messages(b, chatty_id) == held and held <= 101
+    # The application takes events until at most half the limit of chatty's wait: it resumes.
+    while b.events.waiting(chatty_id) > 20:
+        b.events.popleft()
+    taken = held - waiting_messages(b, chatty_id)
+    assert net.run(lambda: waiting_messages(b, chatty_id) + taken >= 120)
     chatty.close()
+    quiet.close()
+
+
+@pytest.mark.spec("NODE-13")
+def test_the_pause_holds_with_many_ready_peers(
+    net: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("obscura_ref.node.PEER_EVENT_LIMIT", 40)
+    b = net.node(fast("ping_interval=30", "ping_timeout=10"))
+    address = b.listen("127.0.0.2", 0)
+    peers = [RawPeer(address) for _ in range(10)]
+    message = encode_frame(Opaque(MessageType.Inv, b"x"))
+    for index, raw in enumerate(peers):
+        raw.send(handshake_from(200 + index))
+    assert net.run(lambda: len(b.events) >= 10)
+    b.events.clear()
+    for raw in peers:
+        raw.send(message * 100)
+    net.run(lambda: False, timeout=0.3)
+    for raw in peers:
+        raw.send(message * 100)  # each connection is paused: this waits in the kernel
+    net.run(lambda: False, timeout=0.5)
+    for peer in b.peer_ids:  # the cap, and at most what one read delivered
+        assert 40 <= waiting_messages(b, peer) <= 100
+    for raw in peers:
+        raw.close()
 
 
 @pytest.fixture
@@ -640,27 +681,6 @@ def test_running_out_of_descriptors_rests_the_listener(
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert net.run(lambda: b.inbound_count() + len(closes(b)) >= 40, timeout=5)
     for raw in crowd:
-        raw.close()
-
-
-@pytest.mark.spec("NODE-6")
-def test_the_pause_holds_with_many_ready_peers(
-    net: Network, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("obscura_ref.node.MAX_PENDING_EVENTS", 40)
-    b = net.node(fast("ping_interval=30", "ping_timeout=10"))
-    address = b.listen("127.0.0.2", 0)
-    peers = [RawPeer(address) for _ in range(10)]
-    message = encode_frame(Opaque(MessageType.Inv, b"x"))
-    for index, raw in enumerate(peers):
-        raw.send(handshake_from(200 + index))
-    assert net.run(lambda: len(b.events) >= 10)
-    b.events.clear()
-    for raw in peers:
-        raw.send(message * 100)
-    net.run(lambda: False, timeout=0.5)
-    assert len(b.events) <= 40 + 100  # the cap, and at most what one read delivered
-    for raw in peers:
         raw.close()
 
 
