@@ -327,6 +327,8 @@ _FRAME_INPUT: dict[type, Input] = {
     Disconnect: Input.DISCONNECT_FRAME,
     Opaque: Input.OTHER_FRAME,
 }
+# The states whose rules decode received bytes; closing discards them undecoded (CONN-24).
+_DECODING = (C.HANDSHAKING, C.ESTABLISHED)
 
 
 class PeerConnection:
@@ -603,7 +605,7 @@ class PeerConnection:
             self.bytes_received += len(event.data)
         self._decoder.push(event.data)
         # One frame at a time, each under the rules of the state the one before left us in.
-        while self.state in (C.HANDSHAKING, C.ESTABLISHED):  # spec: CONN-24 (then undecoded)
+        while self.state in _DECODING:  # spec: CONN-24 (then undecoded)
             item = self._decoder.pull()  # spec: CONN-30
             if item is None:
                 break
