@@ -385,6 +385,15 @@ class Report:
         print()
 
 
+def load_average() -> str:
+    """The machine's one-minute load average: other work competing for the two cores."""
+    try:
+        with open("/proc/loadavg") as file:
+            return file.read().split()[0]
+    except OSError:
+        return "unknown"
+
+
 def revision() -> str:
     try:
         head = subprocess.run(
@@ -427,13 +436,14 @@ def main() -> None:
     raise_descriptor_limit()
     set_pinning(not args.no_pin)
     client_command(force_python=args.python_client)
-    began = time.monotonic()
+    began, load_before = time.monotonic(), load_average()
     results = run(plan)
     minutes = (time.monotonic() - began) / 60
     print(f"Command: `{' '.join(['python bench/run.py', *sys.argv[1:]])}`")
     print(
         f"Machine: {machine()}; descriptor limit {descriptor_limit()}; {client_kind()} load "
-        f"client; code at {revision()}; {plan.repeat} repetitions; {minutes:.1f} minutes.\n"
+        f"client; code at {revision()}; {plan.repeat} repetitions; {minutes:.1f} minutes; load "
+        f"average (1 min) {load_before} before the run, {load_average()} after it.\n"
     )
     report = Report(plan, results)
     if "roundtrip" in plan.parts:
