@@ -69,6 +69,14 @@ def test_origin_padding_lengths_and_randomness() -> None:
     ]
 
 
+@pytest.mark.spec("PRIV-3")
+def test_the_padding_bytes_are_one_draw_of_the_random_source() -> None:
+    # One draw of 8 bits a byte, little-endian: a seeded source keeps giving the same padding,
+    # so that a run made with one replays byte for byte.
+    expected = random.Random(7).getrandbits(8 * 56).to_bytes(56, "little")
+    assert origin_padding(8, random.Random(7)) == expected
+
+
 def test_random_below_is_in_range() -> None:
     rng = random.Random(5)
     assert {random_below(rng, 3) for _ in range(200)} == {0, 1, 2}
