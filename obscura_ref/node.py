@@ -65,7 +65,9 @@ from .wire import Opaque
 log = logging.getLogger("obscura_ref.node")
 
 READ_CHUNK = 64 * 1024  # bytes read from one socket per readiness: no peer starves the others
-PASS_READ_BUDGET = 4 * READ_CHUNK  # bytes read in one pass of the loop, all peers (NODE-10)
+PASS_READ_BUDGET = READ_CHUNK  # bytes read in one pass of the loop, all peers (NODE-10)
+MIN_READ = 4 * 1024  # the least a pass reads from a readable socket it serves (NODE-10)
+SILENCE_READ = 1  # bytes read from a peer before judging it silent: one is enough (NODE-12)
 SEND_HIGH_WATER = 1024 * 1024  # unsent bytes above which a peer is not read from (NODE-15)
 PEER_EVENT_LIMIT = 1_000  # waiting events of one connection before it is not read (NODE-13)
 ACCEPTS_PER_READY = 64  # connections accepted per readiness of a listening socket
@@ -247,6 +249,10 @@ class Node:
         # arises while a batch is being carried out waits for the batch to finish.
         self._inbox: deque[tuple[_Peer, Event]] = deque()
         self._draining = False
+        # Connections with bytes queued by the events being handled: written once those are
+        # done, so that the frames of one read (a pong for each ping) go out in one send.
+        self._unflushed: dict[int, _Peer] = {}
+        self._bans_to_save: dict[str, object] | None = None  # written once per pass (BAN-6)
 
     # ---- the application's side --------------------------------------------------------
 
@@ -442,6 +448,7 @@ class Node:
         graceful = graceful and not self._peers
         for peer in list(self._peers.values()):
             self._handle(peer, TransportFailed("node shut down before the close finished"))
+        self._save_bans()  # bans of this last pass, if its timers did not run
         if self._owns_loop:
             self.loop.close()
         return graceful
@@ -473,6 +480,7 @@ class Node:
         self._peers[peer.id] = peer
         self._open[direction] += 1
         self._perform(peer, machine.start())
+        self._flush_queued()
         return peer
 
     def _accept(self, listener: socket.socket) -> None:
@@ -522,13 +530,17 @@ class Node:
     def _serve_readable(self) -> bool:
         """Read from the readable connections in the order they became readable, until
         ``PASS_READ_BUDGET`` bytes are read in this pass; returns whether some are left for
-        the next pass, which serves them first (spec: NODE-3, NODE-10)."""
+        the next pass, which serves them first (spec: NODE-3, NODE-10). The budget is shared:
+        each connection gets an equal part of it, ``READ_CHUNK`` at most and ``MIN_READ`` at
+        least, so that a well-behaved peer among many flooders is read every few passes and a
+        lone transfer still reads in large pieces."""
         budget = PASS_READ_BUDGET
+        part = max(MIN_READ, min(READ_CHUNK, budget // max(1, len(self._readable))))
         while self._readable and budget > 0:  # spec: NODE-10
             peer_id, _ = self._readable.popitem(last=False)
             peer = self._peers.get(peer_id)
             if peer is not None and peer.sock is not None and self._may_read(peer):
-                budget -= self._read(peer)
+                budget -= self._read(peer, part)
         return bool(self._readable)
 
     def _connect_finished(self, peer: _Peer) -> None:
@@ -541,12 +553,12 @@ class Node:
         log.info("peer %d %s outbound connected", peer.id, peer.label)
         self._handle(peer, TcpConnected())
 
-    def _read(self, peer: _Peer) -> int:
-        """Read once from the peer's socket and hand the bytes to its machine; returns how
-        many bytes were read."""
+    def _read(self, peer: _Peer, size: int) -> int:
+        """Read at most ``size`` bytes from the peer's socket, once, and hand them to its
+        machine; returns how many bytes were read."""
         assert peer.sock is not None
         try:
-            data = peer.sock.recv(READ_CHUNK)  # spec: NODE-3
+            data = peer.sock.recv(size)  # spec: NODE-3 (size is READ_CHUNK at most)
         except (BlockingIOError, InterruptedError):
             return 0
         except OSError as exc:  # reset, unreachable, ...
@@ -745,8 +757,17 @@ class Node:
                     self._perform(target, target.machine.handle(pending, self.loop.clock()))
         finally:
             self._draining = False
+        self._flush_queued()
         if self._held + self.events.held_bytes > self._budget * 3 // 4 or self._pressure:
             self._check_budget()
+
+    def _flush_queued(self) -> None:
+        """Write what the events just handled queued: one send per connection, not one per
+        frame."""
+        while self._unflushed:
+            _, peer = self._unflushed.popitem()
+            if peer.id in self._peers:
+                self._flush(peer)
 
     def _perform(self, peer: _Peer, actions: list[Action]) -> None:
         for action in actions:
@@ -806,7 +827,9 @@ class Node:
         peer.send_queue.append(data)
         if not queued:
             peer.progress_at = self.loop.clock()  # spec: NODE-11 (waiting from now)
-            self._flush(peer)  # write at once when we can: no wait for the next readiness
+            # Written once the events being handled are done, without waiting for the
+            # next readiness.
+            self._unflushed[peer.id] = peer
 
     def _arm(self, peer: _Peer, timer: Timer, deadline: float) -> None:
         if peer.id not in self._peers:
@@ -825,9 +848,8 @@ class Node:
         if timer in SILENCE_TIMERS and peer.sock is not None and peer.machine.reads:
             # What the peer sent and we have not read yet counts: read it first, even while
             # reading from it is paused, then let the machine judge.
-            self._readable.pop(peer.id, None)
             if not peer.eof_seen:
-                self._read(peer)  # spec: NODE-12
+                self._read(peer, SILENCE_READ)  # spec: NODE-12
             if peer.id not in self._peers:
                 return
         self._handle(peer, TimerExpired(timer))
@@ -941,6 +963,15 @@ class Node:
         finally:
             self._deciding = False
 
+    def _save_bans(self) -> None:
+        document, self._bans_to_save = self._bans_to_save, None
+        if self._ban_file is None or document is None:
+            return
+        try:
+            write_ban_document(self._ban_file, document)  # spec: BAN-6
+        except BanFileError as exc:
+            log.error("%s", exc)
+
     def _carry_out(self, decision: Decision) -> None:
         if isinstance(decision, mgr.WakeAt):
             if self._wake is not None:
@@ -952,10 +983,11 @@ class Node:
                 self._dial(decision.address, decision.type)
         elif isinstance(decision, mgr.SaveBans):
             if self._ban_file is not None:
-                try:
-                    write_ban_document(self._ban_file, decision.document)  # spec: BAN-6
-                except BanFileError as exc:
-                    log.error("%s", exc)
+                # Written at the end of this pass, once however many bans it made: a flood
+                # of misbehaving peers must not cost a write to the disk each.
+                if self._bans_to_save is None:
+                    self.loop.call_at(self.loop.clock(), self._save_bans)
+                self._bans_to_save = decision.document
         else:
             peer = self._peers.get(decision.peer)
             if peer is None:

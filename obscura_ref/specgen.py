@@ -42,10 +42,12 @@ from .manager.eviction import PROTECT_BY_GROUP, PROTECT_BY_RTT, PROTECT_BY_SCORE
 from .node import (
     ACCEPT_BACKOFF,
     ACCEPTS_PER_READY,
+    MIN_READ,
     PASS_READ_BUDGET,
     PEER_EVENT_LIMIT,
     READ_CHUNK,
     SEND_HIGH_WATER,
+    SILENCE_READ,
 )
 from .wire import (
     DEFINED_TYPES,
@@ -235,6 +237,11 @@ BLOCKS: dict[str, Callable[[], str]] = {
             "PASS_READ_BUDGET": (
                 PASS_READ_BUDGET,
                 "bytes read from all connections in one pass of the loop",
+            ),
+            "MIN_READ": (MIN_READ, "the least a pass reads from a readable connection it serves"),
+            "SILENCE_READ": (
+                SILENCE_READ,
+                "bytes read from a connection before its peer is judged silent",
             ),
             "SEND_HIGH_WATER": (
                 SEND_HIGH_WATER,

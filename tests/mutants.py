@@ -21,7 +21,7 @@ import dataclasses
 import random
 import struct
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,6 @@ from obscura_ref.manager.bans import BanList, MisbehaviourRecords
 from obscura_ref.manager.manager import Closed as ManagerClosed
 from obscura_ref.manager.manager import (
     ConnectionManager,
-    Evict,
     InboundOffered,
     Misbehaved,
     PeerType,
@@ -804,10 +803,17 @@ def outbound_limit_one_over(mp: pytest.MonkeyPatch) -> None:
 def closing_connections_still_count(mp: pytest.MonkeyPatch) -> None:
     """A connection keeps its slot until it is closed, not until its close begins."""
 
-    def counting(self: ConnectionManager, kind: PeerType | None) -> Iterator[Any]:
-        return (p for p in self._peers.values() if kind is None or p.type is kind)
+    stop_counting = ConnectionManager._stop_counting
+    original = ConnectionManager._on_Closed
 
-    mp.setattr(ConnectionManager, "_counting", counting)
+    def closed(self: ConnectionManager, fact: ManagerClosed) -> None:
+        peer = self._peers.get(fact.peer)
+        if peer is not None:
+            stop_counting(self, peer)  # only now
+        original(self, fact)
+
+    mp.setattr(ConnectionManager, "_stop_counting", lambda self, peer: None)
+    mp.setattr(ConnectionManager, "_on_Closed", closed)
 
 
 @mutant("manager", "RECO-8, RECO-3", "decision-manager.json#9")
@@ -860,14 +866,21 @@ def misbehaviour_never_bans(mp: pytest.MonkeyPatch) -> None:
 def ban_spares_the_other_connections(mp: pytest.MonkeyPatch) -> None:
     """A ban refuses new connections from the address but keeps those already open."""
     original = ConnectionManager._on_Misbehaved
+    evict = ConnectionManager._evict
+    sparing = [False]
+
+    def sparing_evict(self: ConnectionManager, peer: Any, reason: CloseReason) -> None:
+        if not sparing[0]:
+            evict(self, peer, reason)
 
     def misbehaved(self: ConnectionManager, fact: Misbehaved) -> None:
-        kept = {p.peer: p.counts for p in self._peers.values()}
-        original(self, fact)
-        self._out = [d for d in self._out if not isinstance(d, Evict)]
-        for peer in self._peers.values():
-            peer.counts = kept.get(peer.peer, peer.counts)
+        sparing[0] = True
+        try:
+            original(self, fact)
+        finally:
+            sparing[0] = False
 
+    mp.setattr(ConnectionManager, "_evict", sparing_evict)
     mp.setattr(ConnectionManager, "_on_Misbehaved", misbehaved)
 
 

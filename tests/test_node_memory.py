@@ -134,3 +134,72 @@ def test_a_peer_that_never_reads_its_pongs_costs_no_more_than_twice_the_limit(
     assert established(b, good_id)
     sink.close()
     good.close()
+
+
+@pytest.mark.skipif(not STATM.exists(), reason="reads /proc/self/statm")
+def test_fifty_peers_that_never_read_stay_under_the_budget(net: Network) -> None:
+    """An acceptance test of section 2.1 as a whole (NODE-14, NODE-15 and NODE-16 each have a
+    test of their own): fifty peers flood pings and read nothing, and the node's buffers, and
+    its resident memory, stay within memory_budget while another peer is served."""
+    budget = 4 * 1024 * 1024
+    b = net.node(
+        fast(
+            f"memory_budget={budget}",
+            "max_send_queue=262144",  # a high-water mark of 128 KiB each: 6.4 MiB for fifty
+            "max_inbound_connections=60",
+            "max_total_connections=60",  # a share of about 68 KiB each
+            "ping_interval=30",
+            "ping_timeout=10",
+            "inactivity_timeout=30",
+        )
+    )
+    address = b.listen("127.0.0.2", 0)
+    sinks = []
+    for index in range(50):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.bind((f"127.{100 + index}.0.1", 0))
+        sock.setblocking(False)
+        sock.connect_ex(address)
+        sinks.append(RawPeer(sock))
+    good = RawPeer(address, source="127.3.0.1")
+    for index, sink in enumerate(sinks):
+        sink.send(handshake_from(500 + index))
+    good.send(handshake_from(499))
+    assert net.run(lambda: sum(isinstance(e.event, Established) for e in b.events) == 51)
+    good_id = peer_of(net, f"127.3.0.1:{good.sock.getsockname()[1]}")
+    # The kernel's own buffers for these sockets are made small, so that the node's fill in
+    # seconds rather than minutes (the kernel takes megabytes of pongs per socket first).
+    for peer in b.peer_ids:
+        accepted = b._peers[peer].sock
+        assert accepted is not None
+        accepted.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+    burst = b"".join(encode_frame(Ping(n)) for n in range(2048))
+    decoder, nonce, answered = FrameDecoder(), 1, 0
+    good.send(encode_frame(Ping(nonce)))
+    gc.collect()
+    baseline = peak = resident()
+    most = 0
+    pressed = False
+    deadline = time.monotonic() + 6.0
+    while time.monotonic() < deadline:
+        for sink in sinks:
+            with contextlib.suppress(BlockingIOError, ConnectionError):
+                sink.sock.send(burst)
+        net.loop.run_once(0)
+        memory = b.memory()
+        most, pressed = max(most, memory.buffers), pressed or memory.pressure
+        assert memory.buffers <= budget  # after each pass: never over (NODE-14)
+        peak = max(peak, resident())
+        if Pong(nonce) in pongs(good, decoder):
+            answered, nonce = answered + 1, nonce + 1
+            good.send(encode_frame(Ping(nonce)))
+    # The budget was approached (the pause of NODE-16 began), and held, in the node's own
+    # count and in its resident memory, while the good peer's pings were answered throughout.
+    assert pressed and most > budget // 2
+    assert peak - baseline <= budget, f"resident memory grew by {peak - baseline:,} bytes"
+    assert answered >= 20
+    assert established(b, good_id)
+    for raw in [*sinks, good]:
+        raw.close()

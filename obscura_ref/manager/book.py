@@ -7,7 +7,7 @@ addresses come first by choosing them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 
 from .groups import address_group, canonical_ip, keyed_hash
@@ -52,7 +52,7 @@ def eligible(
     *,
     now: float,
     own: set[tuple[str, int]],
-    connected_ips: set[str],
+    connected_ips: Container[str],
     banned: Callable[[str], bool],
 ) -> bool:
     """Whether ``entry`` may be dialled now (section 7). A persistent entry never is: it is
@@ -72,7 +72,7 @@ def choose_outbound(
     now: float,
     key: bytes,
     own: set[tuple[str, int]],
-    connected_ips: set[str],
+    connected_ips: Container[str],
     used_groups: set[str],
     excluded_groups: set[str],
     banned: Callable[[str], bool],

@@ -10,7 +10,8 @@ connections that count, the address book, the misbehaviour records and the bans.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -196,10 +197,24 @@ class _Peer:
     address: Address
     type: PeerType
     opened_at: float
-    counts: bool = True  # spec: LIM-12 (until its close begins)
+    # Whether it holds a slot: from its admission until its close begins (LIM-12); set
+    # only by the manager's _start_counting and _stop_counting, which keep its counts.
+    counts: bool = False
     established_at: float | None = None
     min_rtt: float | None = None
     features: int | None = None
+
+
+class _Either(Container[str]):
+    """In the keys of a counter or in a small set: membership without copying the counter."""
+
+    __slots__ = ("_counted", "_more")
+
+    def __init__(self, counted: Counter[str], more: set[str]) -> None:
+        self._counted, self._more = counted, more
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._counted or item in self._more
 
 
 @dataclass
@@ -234,6 +249,11 @@ class ConnectionManager:
         self.records = MisbehaviourRecords()
         self.book: dict[Address, BookEntry] = {}
         self._peers: dict[int, _Peer] = {}
+        # The connections that count (LIM-12), by type, with their addresses and groups
+        # counted: a fact costs the connections it is about, not a look at every one.
+        self._counting_by_type: dict[PeerType, dict[int, _Peer]] = {kind: {} for kind in PeerType}
+        self._counting_ips: Counter[str] = Counter()
+        self._counting_groups: Counter[str] = Counter()
         self._dialing: dict[Address, PeerType] = {}  # decided, not yet reported Opened
         self._own: set[Address] = set()
         self._rotated_groups: set[str] = set()
@@ -279,8 +299,7 @@ class ConnectionManager:
     def _on_InboundOffered(self, fact: InboundOffered) -> None:
         record = _Peer(fact.peer, fact.address, PeerType.INBOUND, self._now)
         if self.bans.is_banned(fact.address[0], self._wall):
-            record.counts = False
-            self._peers[fact.peer] = record
+            self._peers[fact.peer] = record  # not counting
             self._out.append(Refuse(fact.peer, CloseReason.BANNED))  # spec: BAN-3
             return
         # spec: LIM-16 (rule 2: room for one more inbound and one more in all)
@@ -289,23 +308,25 @@ class ConnectionManager:
         )
         if room is None and self._total() < self.settings.max_total_connections:
             self._peers[fact.peer] = record
+            self._start_counting(record)
             self._out.append(Admit(fact.peer))
             return
         candidates = [self._facts(p) for p in self._counting(PeerType.INBOUND)]
         victim = choose_eviction(candidates, self._now, self.key)  # spec: LIM-17
         if victim is None:
-            record.counts = False
-            self._peers[fact.peer] = record
+            self._peers[fact.peer] = record  # not counting
             self._out.append(Refuse(fact.peer, CloseReason.CONNECTION_LIMIT))  # spec: LIM-16
             return
         self._evict(self._peers[victim], CloseReason.EVICTED)  # spec: LIM-12 (counts no more)
         self._peers[fact.peer] = record
+        self._start_counting(record)
         self._out.append(Admit(fact.peer))
 
     def _on_Opened(self, fact: Opened) -> None:
         self._dialing.pop(fact.address, None)
         peer = _Peer(fact.peer, fact.address, fact.type, self._now)
         self._peers[fact.peer] = peer
+        self._start_counting(peer)
         if self.bans.is_banned(peer.address[0], self._wall):  # banned while it was dialled
             self._evict(peer, CloseReason.BANNED)  # spec: BAN-2
 
@@ -349,7 +370,7 @@ class ConnectionManager:
         peer = self._peers.get(fact.peer)
         if peer is None:
             return
-        peer.counts = False  # spec: LIM-12
+        self._stop_counting(peer)  # spec: LIM-12
         entry = self.book.get(peer.address)
         if peer.type is PeerType.INBOUND or entry is None:
             return
@@ -360,6 +381,8 @@ class ConnectionManager:
 
     def _on_Closed(self, fact: Closed) -> None:
         peer = self._peers.pop(fact.peer, None)
+        if peer is not None:
+            self._stop_counting(peer)  # already done at CloseBegan, as a node reports it
         if peer is None or peer.type is PeerType.INBOUND:
             return
         ourselves = fact.peer_reason == CloseReason.SELF_CONNECTION.code  # the peer found it
@@ -380,9 +403,8 @@ class ConnectionManager:
     def _on_Tick(self, fact: Tick) -> None:
         if self.bans.expire(self._wall):  # spec: BAN-5
             self._out.append(SaveBans(self.bans.to_document()))
-        for peer in self._peers.values():
-            deadline = peer.opened_at + self.settings.temporary_timeout
-            if peer.type is PeerType.TEMPORARY and peer.counts and self._now >= deadline:
+        for peer in list(self._counting(PeerType.TEMPORARY)):
+            if self._now >= peer.opened_at + self.settings.temporary_timeout:
                 self._evict(peer, CloseReason.TEMPORARY_TIMEOUT)  # spec: TYPE-2
         if self._now >= self._next_rotation:
             self._next_rotation = self._now + self.settings.rotation_interval
@@ -437,7 +459,7 @@ class ConnectionManager:
     def _evict(self, peer: _Peer, reason: CloseReason) -> None:
         """Close a connection the manager chose: it stops counting now (LIM-12), and its
         address is not dialled again before the close is done."""
-        peer.counts = False  # spec: LIM-12
+        self._stop_counting(peer)  # spec: LIM-12
         entry = self.book.get(peer.address)
         if entry is not None and peer.type is not PeerType.INBOUND:
             entry.next_attempt = math.inf
@@ -514,7 +536,7 @@ class ConnectionManager:
             key=self.key,
             own=self._own,
             connected_ips=self._connected_ips(),
-            connected_groups={address_group(ip) for ip in self._connected_ips()},  # dials too
+            connected_groups=self._connected_groups(),  # dials too
             banned=lambda ip: self.bans.is_banned(ip, self._wall),
             free_slots=free,
         )
@@ -529,8 +551,7 @@ class ConnectionManager:
             times.append(self._now + max(0.001, expiry - self._wall))
         times += [
             p.opened_at + self.settings.temporary_timeout
-            for p in self._peers.values()
-            if p.type is PeerType.TEMPORARY and p.counts
+            for p in self._counting(PeerType.TEMPORARY)
         ]
         times += [
             e.next_attempt for e in self.book.values() if self._now < e.next_attempt < math.inf
@@ -556,15 +577,36 @@ class ConnectionManager:
         self._dialing[address] = kind
         self._out.append(Dial(address, kind))
 
+    def _start_counting(self, peer: _Peer) -> None:
+        peer.counts = True
+        self._counting_by_type[peer.type][peer.peer] = peer
+        self._counting_ips[peer.address[0]] += 1
+        self._counting_groups[address_group(peer.address[0])] += 1
+
+    def _stop_counting(self, peer: _Peer) -> None:
+        if not peer.counts:
+            return
+        peer.counts = False  # spec: LIM-12
+        del self._counting_by_type[peer.type][peer.peer]
+        for counter, key in (
+            (self._counting_ips, peer.address[0]),
+            (self._counting_groups, address_group(peer.address[0])),
+        ):
+            counter[key] -= 1
+            if not counter[key]:
+                del counter[key]
+
     def _counting(self, kind: PeerType | None) -> Iterable[_Peer]:
-        return (p for p in self._peers.values() if p.counts and (kind is None or p.type is kind))
+        if kind is not None:
+            return self._counting_by_type[kind].values()
+        return (p for peers in self._counting_by_type.values() for p in peers.values())
 
     def _count(self, kind: PeerType) -> int:
         dialing = sum(1 for t in self._dialing.values() if t is kind)
-        return sum(1 for _ in self._counting(kind)) + dialing
+        return len(self._counting_by_type[kind]) + dialing
 
     def _total(self) -> int:
-        return sum(1 for _ in self._counting(None)) + len(self._dialing)
+        return sum(map(len, self._counting_by_type.values())) + len(self._dialing)
 
     def _room(self, kind: PeerType) -> bool:
         limit: int = getattr(self.settings, _LIMITS[kind])
@@ -575,11 +617,17 @@ class ConnectionManager:
         )
 
     def _outward(self) -> list[_Peer]:
-        kinds = (PeerType.OUTBOUND, PeerType.PERSISTENT)
-        return [p for p in self._counting(None) if p.type in kinds]
+        return [
+            *self._counting(PeerType.OUTBOUND),
+            *self._counting(PeerType.PERSISTENT),
+        ]
 
-    def _connected_ips(self) -> set[str]:
-        return {p.address[0] for p in self._counting(None)} | {a[0] for a in self._dialing}
+    def _connected_ips(self) -> Container[str]:
+        """The addresses of the connections that count and of the dials under way."""
+        return _Either(self._counting_ips, {a[0] for a in self._dialing})
+
+    def _connected_groups(self) -> Container[str]:
+        return _Either(self._counting_groups, {address_group(a[0]) for a in self._dialing})
 
     def _connected(self, address: Address) -> bool:
         return address[0] in self._connected_ips()

@@ -8,7 +8,7 @@ the rest of the network still answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 
 from .book import BookEntry, eligible
 from .groups import address_group, keyed_hash
@@ -50,8 +50,8 @@ def choose_probes(
     now: float,
     key: bytes,
     own: set[tuple[str, int]],
-    connected_ips: set[str],
-    connected_groups: set[str],
+    connected_ips: Container[str],
+    connected_groups: Container[str],
     banned: Callable[[str], bool],
     free_slots: int,
 ) -> list[BookEntry]:
@@ -65,12 +65,15 @@ def choose_probes(
         if eligible(entry, now=now, own=own, connected_ips=connected_ips, banned=banned)
     ]
     choices.sort(key=lambda entry: probe_order(entry, key))
-    ips, groups = set(connected_ips), set(connected_groups)
+    ips: set[str] = set()  # those of the probes chosen so far
+    groups: set[str] = set()
     probes: list[BookEntry] = []
     for entry in choices:
         if len(probes) >= free_slots:
             break
-        if entry.group in groups or entry.host in ips:
+        if entry.group in groups or entry.group in connected_groups:
+            continue
+        if entry.host in ips or entry.host in connected_ips:
             continue
         probes.append(entry)  # spec: RECO-7
         groups.add(entry.group)
