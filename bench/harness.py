@@ -227,10 +227,26 @@ def median_range(values: list[float], digits: int = 1, unit: str = "") -> str:
 
 
 def machine() -> str:
+    """Cores, processor, memory, kernel and Python: what the figures depend on."""
     uname = os.uname()
+    model, memory = "", ""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo.splitlines()
+                if "model name" in line
+            ),
+            "",
+        )
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
     return (
-        f"{os.cpu_count()} cores, Linux {uname.release} ({uname.machine}), "
-        f"Python {sys.version.split()[0]}"
+        f"{os.cpu_count()} cores{f' ({model})' if model else ''}{memory}, "
+        f"Linux {uname.release} ({uname.machine}), Python {sys.version.split()[0]}"
     )
 
 

@@ -439,11 +439,12 @@ def main() -> None:
     began, load_before = time.monotonic(), load_average()
     results = run(plan)
     minutes = (time.monotonic() - began) / 60
-    print(f"Command: `{' '.join(['python bench/run.py', *sys.argv[1:]])}`")
+    print(f"- Command: `{' '.join(['python bench/run.py', *sys.argv[1:]])}`")
+    print(f"- Machine: {machine()}; descriptor limit {descriptor_limit()}")
+    print(f"- Code: {revision()}; {client_kind()} load client")
     print(
-        f"Machine: {machine()}; descriptor limit {descriptor_limit()}; {client_kind()} load "
-        f"client; code at {revision()}; {plan.repeat} repetitions; {minutes:.1f} minutes; load "
-        f"average (1 min) {load_before} before the run, {load_average()} after it.\n"
+        f"- Run: {plan.repeat} repetitions in {minutes:.1f} minutes; load average (1 minute) "
+        f"{load_before} before it, {load_average()} after it\n"
     )
     report = Report(plan, results)
     if "roundtrip" in plan.parts:
