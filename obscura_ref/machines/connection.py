@@ -116,6 +116,10 @@ class Direction(Enum):
 
 
 class ConnState(Enum):
+    # Members are compared by identity, so the identity hash serves, without the call into
+    # Python that Enum's own hash makes: the table is looked up by (state, input) per frame.
+    __hash__ = object.__hash__
+
     CONNECTING = "connecting"
     HANDSHAKING = "handshaking"
     ESTABLISHED = "established"
@@ -135,6 +139,10 @@ STATE_MEANINGS: dict[ConnState, str] = {
 
 class Input(Enum):
     """The input alphabet of the table: events, and the frames decoded from received bytes."""
+
+    # Members are compared by identity, so the identity hash serves, without the call into
+    # Python that Enum's own hash makes: the table is looked up by (state, input) per frame.
+    __hash__ = object.__hash__
 
     TCP_CONNECTED = "tcp_connected"
     BYTES_RECEIVED = "bytes_received"
@@ -454,7 +462,10 @@ class PeerConnection:
         if not self._started:
             raise LocalProtocolError("start() must be called before handle()")
         self._now = now
-        return self._collect(lambda: self._dispatch(event))
+        self._actions = []
+        self._dispatch(event)
+        actions, self._actions = self._actions, []
+        return actions
 
     def _collect(self, step: Callable[[], None]) -> list[Action]:
         self._actions = []
