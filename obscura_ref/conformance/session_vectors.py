@@ -724,9 +724,11 @@ def node_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
             ],
         ),
         case(
-            "a peer that floods pings and never reads is closed once the pongs queued for it "
-            "pass max_send_queue: within the pongs of one read, long before the inactivity_timeout "
-            "after which a peer that takes nothing is closed anyway (NODE-11)",
+            "a peer that floods messages the profile's application echoes, and never reads, is "
+            "closed once the echoes queued for it would pass max_send_queue: as soon as the "
+            "operating system's buffers are full and one read's echoes pass the limit, long "
+            "before the inactivity_timeout after which a peer that takes nothing is closed "
+            "anyway (NODE-11)",
             "NODE-2",
             [
                 connect("a", rcvbuf=4096),
@@ -735,8 +737,10 @@ def node_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
                 {
                     "op": "flood",
                     "conn": "a",
-                    "frames": [ping(1)],
-                    "max_bytes": 64 << 20,
+                    # 1,000-byte messages: the echoes of one read pass max_send_queue (64 KiB)
+                    # at once, and filling the kernel's buffers costs the node little work.
+                    "frames": [opaque("Blocks", bytes(1000))],
+                    "max_bytes": 256 << 20,
                     "within": 2.0,
                 },
             ],
