@@ -307,6 +307,7 @@ class _SignalWatch:
         self._writer.close()
 
 
+MiB = 1024 * 1024
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -326,15 +327,20 @@ def _log_status_every(node: Node, interval: float, status_json: Path | None = No
 
 def status_line(node: Node) -> str:
     """One short line: connections per type (those that count against the limits), address
-    groups, bans in force, addresses waiting for their next attempt, and the partition."""
+    groups, bans in force, addresses waiting for their next attempt, the partition, and the
+    memory held against memory_budget (spec/node.md section 2.1)."""
     manager = node.manager_status()
     counts = ", ".join(f"{count} {kind}" for kind, count in manager.counts.items())
     rtts = [row.rtt for row in node.status() if row.rtt is not None]
     mean = f"{1000 * sum(rtts) / len(rtts):.1f} ms" if rtts else "-"
+    memory = node.memory()
+    held = (memory.buffers + memory.events) / MiB
     return (
         f"status: {counts}; address groups {len(manager.groups)}, bans {len(manager.bans)}, "
         f"waiting {len(manager.waiting)}, mean rtt {mean}, "
         + ("partitioned" if manager.partitioned else "not partitioned")
+        + f"; memory {held:.1f} of {memory.budget / MiB:g} MiB"
+        + (", largest peers not read" if memory.pressure else "")
     )
 
 
@@ -355,6 +361,7 @@ def status_snapshot(node: Node, *, running: bool) -> dict[str, object]:
             {"address": address, "failures": failures, "next_attempt_in": round(at - now, 3)}
             for address, failures, at in manager.waiting
         ],
+        "memory": asdict(node.memory()),
         "connections": [asdict(row) for row in node.status()],
     }
 

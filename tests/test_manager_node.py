@@ -380,6 +380,9 @@ def test_the_status_line_and_the_status_snapshot(
         assert document["counts"] == {"outbound": 0, "persistent": 0, "inbound": 1, "temporary": 0}
         assert document["groups"] == {"127.7.0.0/16": 1}
         assert document["partitioned"] is False
+        memory = document["memory"]
+        assert memory["budget"] == 256 * 1024 * 1024 and memory["pressure"] is False
+        assert 0 <= memory["buffers"] < 64 * 1024
         (ban,) = document["bans"]
         assert ban["address"] == "127.5.0.2" and ban["until"] > time.time()
         (waiting,) = document["waiting"]
@@ -391,7 +394,8 @@ def test_the_status_line_and_the_status_snapshot(
         assert row["score"] >= 10 and row["user_agent"] == "raw/1"  # handshake completed
         node.wait_for(
             r"status: 0 outbound, 0 persistent, 1 inbound, 0 temporary; "
-            r"address groups 1, bans 1, waiting 1, mean rtt -, not partitioned"
+            r"address groups 1, bans 1, waiting 1, mean rtt -, not partitioned; "
+            r"memory \d+\.\d of 256 MiB"
         )
         node.process.send_signal(signal.SIGINT)
         assert wait(ended(friend))  # told shutting_down; ending our side lets the node go
