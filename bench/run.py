@@ -436,12 +436,15 @@ def main() -> None:
     raise_descriptor_limit()
     set_pinning(not args.no_pin)
     client_command(force_python=args.python_client)
-    began, load_before = time.monotonic(), load_average()
+    began, load_before, code_before = time.monotonic(), load_average(), revision()
     results = run(plan)
     minutes = (time.monotonic() - began) / 60
     print(f"- Command: `{' '.join(['python bench/run.py', *sys.argv[1:]])}`")
     print(f"- Machine: {machine()}; descriptor limit {descriptor_limit()}")
-    print(f"- Code: {revision()}; {client_kind()} load client")
+    code = revision()
+    if code != code_before:
+        code = f"{code_before} at the start, {code} at the end (it changed during the run)"
+    print(f"- Code: {code}; {client_kind()} load client")
     print(
         f"- Run: {plan.repeat} repetitions in {minutes:.1f} minutes; load average (1 minute) "
         f"{load_before} before it, {load_average()} after it\n"
