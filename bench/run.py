@@ -1,6 +1,6 @@
 """Every benchmark of bench/ in one run, interleaved, printed as the tables of RESULTS.md.
 
-    python bench/run.py            # the full run, about 10 minutes on 2 cores
+    python bench/run.py            # the full run, about 6 minutes on 2 cores
     python bench/run.py --quick    # a smoke run of a few seconds per case, one repetition
 
 Each repetition runs every case against every server in turn (the order rotating from one
@@ -446,7 +446,8 @@ def main() -> None:
         code = f"{code_before} at the start, {code} at the end (it changed during the run)"
     print(f"- Code: {code}; {client_kind()} load client")
     print(
-        f"- Run: {plan.repeat} repetitions in {minutes:.1f} minutes; load average (1 minute) "
+        f"- Run: {plan.repeat} repetition{'s' if plan.repeat != 1 else ''} in {minutes:.1f} "
+        f"minutes; load average (1 minute) "
         f"{load_before} before it, {load_average()} after it\n"
     )
     report = Report(plan, results)
