@@ -800,7 +800,9 @@ class Node:
             self._decide(mgr.CloseBegan(peer.id, reason))  # spec: LIM-12 (no longer counts)
         if peer.id in self._peers:
             self._account(peer)
-            if peer.machine.is_live or peer.machine.is_closing:
+            # A connection with bytes to write is looked at again once they are written: one
+            # change of what the selector watches, not one now and one after.
+            if peer.id not in self._unflushed and (peer.machine.is_live or peer.machine.is_closing):
                 self._update_interest(peer)
 
     def _log_closing(self, peer: _Peer) -> None:
@@ -975,6 +977,8 @@ class Node:
     def _carry_out(self, decision: Decision) -> None:
         if isinstance(decision, mgr.WakeAt):
             if self._wake is not None:
+                if self._wake.deadline == decision.time and not self._wake.cancelled:
+                    return  # armed for that time already: most facts leave it unchanged
                 self.loop.cancel(self._wake)
             if not self._shutting_down:
                 self._wake = self.loop.call_at(decision.time, lambda: self._decide(mgr.Tick()))

@@ -384,13 +384,6 @@ class PeerConnection:
         self._actions: list[Action] = []
         self._pending: Event | Frame | DecodeError | None = None
         self._started = False
-        # The method each rule of the table names, looked up once here rather than per event.
-        # Plain functions of the class, called with self: bound methods would tie the machine
-        # to itself in a cycle that only the garbage collector could free.
-        names = {rule.handler for rule in CONNECTION_TRANSITIONS.values()}
-        self._handlers: dict[str, Callable[[PeerConnection], ConnState]] = {
-            name: getattr(type(self), name) for name in names
-        }
 
     def start(self) -> list[Action]:
         """The actions that open the machine, once, right after it is built: an outbound
@@ -495,7 +488,10 @@ class PeerConnection:
                 f"cannot take {input_.value}"
             )
         self._pending = subject
-        next_state = self._handlers[rule.handler](self)
+        # The class's function, called with self: no bound method made per event, and no
+        # table of handlers kept per connection (its memory is per connection, its gain nil).
+        handler: Callable[[PeerConnection], ConnState] = getattr(type(self), rule.handler)
+        next_state = handler(self)
         assert next_state in rule.targets, (self.state, input_, next_state)
         self.state = next_state
 
