@@ -18,6 +18,10 @@ from collections.abc import Callable
 ReadyCallback = Callable[[int], None]  # called with the ready mask (EVENT_READ | EVENT_WRITE)
 
 
+def _nothing() -> None:
+    """The callback of a cancelled timer."""
+
+
 class TimerHandle:
     __slots__ = ("callback", "cancelled", "deadline")
 
@@ -48,6 +52,7 @@ class EventLoop:
     def cancel(self, handle: TimerHandle) -> None:
         if not handle.cancelled:
             handle.cancelled = True
+            handle.callback = _nothing  # what it held is freed now, not when it leaves the heap
             self._cancelled += 1
             if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
                 # More dead entries than live ones: rebuild, so the heap tracks live timers.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 import math
@@ -128,7 +129,7 @@ class MemoryStatus:
     pressure: bool  # above three quarters of the budget: the largest are not read (NODE-16)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Peer:
     id: int
     address: Address
@@ -659,13 +660,13 @@ class Node:
             wanted |= _READ
         if wanted == peer.registered:
             return
-        sock, peer_id = peer.sock, peer.id
+        sock = peer.sock
         if not peer.registered:
-            self.loop.register(sock, wanted, lambda mask: self._ready(peer_id, mask))
+            self.loop.register(sock, wanted, functools.partial(self._ready, peer.id))
         elif not wanted:
             self.loop.unregister(sock)
         else:
-            self.loop.modify(sock, wanted, lambda mask: self._ready(peer_id, mask))
+            self.loop.modify(sock, wanted, functools.partial(self._ready, peer.id))
         peer.registered = wanted
 
     def _may_read(self, peer: _Peer) -> bool:
@@ -839,8 +840,10 @@ class Node:
         old = peer.timers.pop(timer, None)
         if old is not None:
             self.loop.cancel(old)
-        peer_id = peer.id
-        peer.timers[timer] = self.loop.call_at(deadline, lambda: self._timer_fired(peer_id, timer))
+        # A partial, not a lambda: smaller, and a connection holds two or three of these.
+        peer.timers[timer] = self.loop.call_at(
+            deadline, functools.partial(self._timer_fired, peer.id, timer)
+        )
 
     def _timer_fired(self, peer_id: int, timer: Timer) -> None:
         peer = self._peers.get(peer_id)

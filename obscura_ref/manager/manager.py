@@ -191,7 +191,7 @@ _LIMITS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Peer:
     peer: int
     address: Address

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections import deque
 from dataclasses import dataclass
 
 from .errors import DecodeError, EncodeError, ErrorCode
@@ -137,7 +136,9 @@ class FrameDecoder:
 
     def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
         self.max_payload = max_payload  # this connection's own limit (spec: HS-23)
-        self._input: deque[memoryview] = deque()  # pushed, not yet pulled
+        # Pushed, not yet pulled: a list, not a deque, as it holds one or two reads and an empty
+        # deque alone takes more memory than an idle connection's every other buffer.
+        self._input: list[memoryview] = []
         self._input_size = 0
         # spec: WIRE-12 (all state between reads: the partial header or payload and the header)
         self._buffer = bytearray()  # the header being read, then the payload being read
@@ -197,7 +198,7 @@ class FrameDecoder:
             return memoryview(b"")
         first = self._input[0]
         if len(first) <= count:
-            piece = self._input.popleft()
+            piece = self._input.pop(0)
         else:
             piece, self._input[0] = first[:count], first[count:]
         self._input_size -= len(piece)
