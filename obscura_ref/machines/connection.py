@@ -111,6 +111,8 @@ class ConnectionSettings:
 
 
 class Direction(Enum):
+    __hash__ = object.__hash__  # as ConnState's: identity, without a call into Python
+
     OUTBOUND = "outbound"
     INBOUND = "inbound"
 

@@ -18,6 +18,10 @@ from .reasons import CloseReason
 class Timer(Enum):
     """The timers of spec/connection.md section 4; each is armed in one state only."""
 
+    # Compared by identity, so hashed by identity: timers key dicts on every arming, and
+    # Enum's own hash is a call into Python.
+    __hash__ = object.__hash__
+
     CONNECT = "connect"
     HANDSHAKE = "handshake"
     PING = "ping"

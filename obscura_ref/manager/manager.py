@@ -32,6 +32,10 @@ Address = tuple[str, int]
 
 
 class PeerType(Enum):
+    # Compared by identity, so hashed by identity: the counts are looked up by type per fact,
+    # and Enum's own hash is a call into Python.
+    __hash__ = object.__hash__
+
     OUTBOUND = "outbound"
     PERSISTENT = "persistent"
     INBOUND = "inbound"
@@ -487,7 +491,7 @@ class ConnectionManager:
             self._dial(address, PeerType.PERSISTENT)  # spec: RECO-5
 
     def _fill_outbound(self) -> None:
-        while self._room(PeerType.OUTBOUND):  # spec: LIM-13, LIM-14
+        while self.book and self._room(PeerType.OUTBOUND):  # spec: LIM-13, LIM-14
             entry = None
             # spec: PRIV-10 (a rotated group only when no entry of another group is eligible)
             for excluded in (self._rotated_groups, set()):
@@ -510,9 +514,9 @@ class ConnectionManager:
             self._rotated_groups.clear()  # the slots are filled again (section 9)
 
     def _track_partition(self) -> None:
-        if any(p.established_at is not None for p in self._outward()):
-            self._last_outbound_at = self._now
         established = [self._facts(p) for p in self._outward() if p.established_at is not None]
+        if established:
+            self._last_outbound_at = self._now
         self._partitioned = partitioned(  # spec: RECO-7
             established,
             self._last_outbound_at,
