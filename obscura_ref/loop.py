@@ -14,8 +14,10 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
-ReadyCallback = Callable[[int], None]  # called with the ready mask (EVENT_READ | EVENT_WRITE)
+# Called with the ready mask (EVENT_READ | EVENT_WRITE), then the arguments given at register.
+ReadyCallback = Callable[..., None]
 
 
 def _nothing() -> None:
@@ -23,11 +25,16 @@ def _nothing() -> None:
 
 
 class TimerHandle:
-    __slots__ = ("callback", "cancelled", "deadline")
+    __slots__ = ("args", "callback", "cancelled", "deadline")
 
-    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+    def __init__(
+        self, deadline: float, callback: Callable[..., None], args: tuple[Any, ...]
+    ) -> None:
         self.deadline = deadline
+        # A callback and its arguments, not a closure: a node holds a few timers for each
+        # connection, and a closure with its cells costs several times this tuple.
         self.callback = callback
+        self.args = args
         self.cancelled = False
 
 
@@ -44,15 +51,17 @@ class EventLoop:
 
     # Timers --------------------------------------------------------------------------------
 
-    def call_at(self, deadline: float, callback: Callable[[], None]) -> TimerHandle:
-        handle = TimerHandle(deadline, callback)
+    def call_at(self, deadline: float, callback: Callable[..., None], *args: Any) -> TimerHandle:
+        """Call ``callback(*args)`` once the clock reaches ``deadline``."""
+        handle = TimerHandle(deadline, callback, args)
         heapq.heappush(self._heap, (deadline, next(self._order), handle))
         return handle
 
     def cancel(self, handle: TimerHandle) -> None:
         if not handle.cancelled:
             handle.cancelled = True
-            handle.callback = _nothing  # what it held is freed now, not when it leaves the heap
+            # What it held is freed now, not when it leaves the heap.
+            handle.callback, handle.args = _nothing, ()
             self._cancelled += 1
             if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
                 # More dead entries than live ones: rebuild, so the heap tracks live timers.
@@ -66,11 +75,14 @@ class EventLoop:
 
     # Sockets -------------------------------------------------------------------------------
 
-    def register(self, sock: socket.socket, events: int, callback: ReadyCallback) -> None:
-        self._selector.register(sock, events, callback)
+    def register(
+        self, sock: socket.socket, events: int, callback: ReadyCallback, *args: Any
+    ) -> None:
+        """Call ``callback(mask, *args)`` whenever ``sock`` is ready for ``events``."""
+        self._selector.register(sock, events, (callback, args))
 
-    def modify(self, sock: socket.socket, events: int, callback: ReadyCallback) -> None:
-        self._selector.modify(sock, events, callback)
+    def modify(self, sock: socket.socket, events: int, callback: ReadyCallback, *args: Any) -> None:
+        self._selector.modify(sock, events, (callback, args))
 
     def unregister(self, sock: socket.socket) -> None:
         self._selector.unregister(sock)
@@ -95,8 +107,8 @@ class EventLoop:
             until_timer = max(0.0, self._heap[0][0] - self.clock())
             wait = until_timer if wait is None else min(wait, until_timer)
         for key, mask in self._selector.select(wait):
-            callback: ReadyCallback = key.data
-            callback(mask)
+            callback, args = key.data
+            callback(mask, *args)
         self._work_left = False
         for hook in self._after_io:
             if hook():
@@ -108,7 +120,7 @@ class EventLoop:
                 self._cancelled -= 1
                 continue
             handle.cancelled = True  # fired: no longer armed
-            handle.callback()
+            handle.callback(*handle.args)
 
     def run_until(self, done: Callable[[], bool], timeout: float) -> bool:
         """Run until ``done()`` holds or ``timeout`` seconds pass; returns ``done()``."""

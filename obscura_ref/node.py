@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import ipaddress
 import logging
 import math
@@ -243,6 +242,9 @@ class Node:
         # pass; those the budget left out come first in the next pass (spec: NODE-10).
         self._readable: OrderedDict[int, None] = OrderedDict()
         self.loop.after_io(self._serve_readable)
+        # Bound once: the loop holds these, with a peer number, for every connection.
+        self._on_ready = self._ready
+        self._on_timer = self._timer_fired
         self._stop_requested = False  # leave run_forever
         self._shutting_down = False  # no more dials, no more accepts (NODE-5)
         self._cut_requested = False  # stop waiting for graceful closes
@@ -514,7 +516,7 @@ class Node:
 
         self.loop.call_at(self.loop.clock() + ACCEPT_BACKOFF, resume)
 
-    def _ready(self, peer_id: int, mask: int) -> None:
+    def _ready(self, mask: int, peer_id: int) -> None:
         # spec: NODE-1 (each readiness touches one peer; its failure closes it alone)
         peer = self._peers.get(peer_id)
         if peer is None or peer.sock is None:
@@ -662,11 +664,11 @@ class Node:
             return
         sock = peer.sock
         if not peer.registered:
-            self.loop.register(sock, wanted, functools.partial(self._ready, peer.id))
+            self.loop.register(sock, wanted, self._on_ready, peer.id)
         elif not wanted:
             self.loop.unregister(sock)
         else:
-            self.loop.modify(sock, wanted, functools.partial(self._ready, peer.id))
+            self.loop.modify(sock, wanted, self._on_ready, peer.id)
         peer.registered = wanted
 
     def _may_read(self, peer: _Peer) -> bool:
@@ -840,10 +842,7 @@ class Node:
         old = peer.timers.pop(timer, None)
         if old is not None:
             self.loop.cancel(old)
-        # A partial, not a lambda: smaller, and a connection holds two or three of these.
-        peer.timers[timer] = self.loop.call_at(
-            deadline, functools.partial(self._timer_fired, peer.id, timer)
-        )
+        peer.timers[timer] = self.loop.call_at(deadline, self._on_timer, peer.id, timer)
 
     def _timer_fired(self, peer_id: int, timer: Timer) -> None:
         peer = self._peers.get(peer_id)
