@@ -266,7 +266,8 @@ KEYS: tuple[Key, ...] = (
         "memory_budget",
         int,
         256 * MiB,
-        "bytes the buffers of all connections may hold together (spec/node.md section 2)",
+        "bytes the buffers of all connections may hold together; the events the application "
+        "has not taken, half of it (spec/node.md section 2.1)",
         1 * MiB,
         None,
         64 * 1024 * MiB,

@@ -152,9 +152,10 @@ class _Peer:
     progress_at: float = 0.0  # when the socket last took queued bytes (NODE-11)
     stall_check: TimerHandle | None = None  # armed while bytes wait to be written (NODE-11)
 
-    @property
-    def label(self) -> str:
-        return f"{self.address[0]}:{self.address[1]}"
+    label: str = ""  # HOST:PORT, made once: every event and log line of the peer names it
+
+    def __post_init__(self) -> None:
+        self.label = f"{self.address[0]}:{self.address[1]}"
 
 
 def parse_address(text: str) -> Address:
@@ -215,7 +216,7 @@ class Node:
         self._stall_after: float = self.config.inactivity_timeout  # NODE-11
         self._budget: int = self.config.memory_budget  # NODE-14
         # A connection's share of the budget, for the pause of NODE-16.
-        self._share = self._budget // max(1, self.config.max_total_connections)
+        self._share: int = self._budget // max(1, self.config.max_total_connections)
         self._held = 0  # bytes the buffers of every connection hold (NODE-14)
         self._pressure = False  # above three quarters of the budget (NODE-16)
         self._shedding = False
@@ -225,6 +226,9 @@ class Node:
         self._open = {Direction.OUTBOUND: 0, Direction.INBOUND: 0}
         self._next_id = 1
         self._listeners: list[socket.socket] = []
+        self._watched: set[socket.socket] = set()  # the listeners the selector watches
+        self._resting: set[socket.socket] = set()  # listeners whose accept failed (NODE-7)
+        self._events_full = False  # the undelivered events hold half the budget (NODE-17)
         settings = self.config.manager_settings()
         self._ban_file = None if settings.data_dir is None else settings.data_dir / BAN_FILE_NAME
         key = self._rng.getrandbits(256).to_bytes(32, "little")  # spec: LIM-11
@@ -245,6 +249,7 @@ class Node:
         # Bound once: the loop holds these, with a peer number, for every connection.
         self._on_ready = self._ready
         self._on_timer = self._timer_fired
+        self._on_accept = self._accept_ready
         self._stop_requested = False  # leave run_forever
         self._shutting_down = False  # no more dials, no more accepts (NODE-5)
         self._cut_requested = False  # stop waiting for graceful closes
@@ -272,7 +277,7 @@ class Node:
             raise
         sock.setblocking(False)
         self._listeners.append(sock)
-        self.loop.register(sock, _READ, lambda mask: self._accept(sock))
+        self._watch_listeners()
         bound = sock.getsockname()
         log.info("listening on %s:%s", bound[0], bound[1])
         self._decide(mgr.Listening((bound[0], bound[1])))
@@ -440,9 +445,11 @@ class Node:
         if self._wake is not None:
             self.loop.cancel(self._wake)
         for listener in self._listeners:
-            self.loop.unregister(listener)
+            if listener in self._watched:
+                self.loop.unregister(listener)
             listener.close()
         self._listeners.clear()
+        self._watched.clear()
         for peer in list(self._peers.values()):
             if peer.machine.is_live:
                 self._handle(peer, CloseRequested(CloseReason.SHUTTING_DOWN))  # spec: NODE-5
@@ -483,7 +490,8 @@ class Node:
         self._peers[peer.id] = peer
         self._open[direction] += 1
         self._perform(peer, machine.start())
-        self._flush_queued()
+        if not self._draining:
+            self._flush_queued()  # else at the end of the batch being carried out
         return peer
 
     def _accept(self, listener: socket.socket) -> None:
@@ -508,13 +516,29 @@ class Node:
         """The listener stays readable while accept fails: stop watching it for a moment
         instead of spinning, and log once per pause (spec: NODE-7)."""
         log.warning("accept failed: %s; accepting again in %g s", error, ACCEPT_BACKOFF)
-        self.loop.unregister(listener)  # spec: NODE-7
+        self._resting.add(listener)
+        self._watch_listeners()  # spec: NODE-7
+        self.loop.call_at(self.loop.clock() + ACCEPT_BACKOFF, self._end_rest, listener)
 
-        def resume() -> None:
-            if listener in self._listeners:
-                self.loop.register(listener, _READ, lambda mask: self._accept(listener))
+    def _end_rest(self, listener: socket.socket) -> None:
+        self._resting.discard(listener)
+        self._watch_listeners()
 
-        self.loop.call_at(self.loop.clock() + ACCEPT_BACKOFF, resume)
+    def _watch_listeners(self) -> None:
+        """Watch each listening socket that may accept now: not one resting after a failed
+        accept (NODE-7), and none while the application's events hold half the budget
+        (NODE-17)."""
+        for listener in self._listeners:
+            wanted = listener not in self._resting and not self._events_full
+            if wanted and listener not in self._watched:
+                self.loop.register(listener, _READ, self._on_accept, listener)
+                self._watched.add(listener)
+            elif not wanted and listener in self._watched:
+                self.loop.unregister(listener)
+                self._watched.discard(listener)
+
+    def _accept_ready(self, mask: int, listener: socket.socket) -> None:
+        self._accept(listener)
 
     def _ready(self, mask: int, peer_id: int) -> None:
         # spec: NODE-1 (each readiness touches one peer; its failure closes it alone)
@@ -599,6 +623,8 @@ class Node:
         if peer.sock is not None and peer.ending and not peer.send_queue:
             self._end_sending(peer)
         self._update_interest(peer)
+        if self._pressure and not self._draining:
+            self._check_budget()  # written bytes may end the pressure (NODE-16)
 
     def _arm_stall_check(self, peer: _Peer) -> None:
         """Look again when the peer will have taken none of our bytes for
@@ -681,20 +707,42 @@ class Node:
             return False
         if peer.machine.is_closing:
             return True
-        if peer.backlogged or peer.app_behind:  # spec: NODE-15, NODE-13
+        paused = peer.backlogged or peer.app_behind  # spec: NODE-15, NODE-13
+        if paused or self._events_full:  # spec: NODE-17
             return False
-        # spec: NODE-16
-        return not self._pressure or peer.held + self.events.bytes_of(peer.id) <= self._share
+        if not self._pressure:
+            return True
+        # What reading it would make grow: what we queue for it and its events; not the frame
+        # it is sending, which only reading can finish and give back (NODE-14 bounds that).
+        holds = peer.send_queue.allocated + self.events.bytes_of(peer.id)
+        return holds <= self._share  # spec: NODE-16
 
     def _events_taken(self, peer_id: int) -> None:
         """The application took an event of ``peer_id`` from ``events``."""
+        if self._events_full and self.events.held_bytes <= self._budget // 4:
+            self._set_events_full(False)  # spec: NODE-17
         peer = self._peers.get(peer_id)
         caught_up = self.events.waiting(peer_id) <= PEER_EVENT_LIMIT // 2  # spec: NODE-13
         if peer is not None and peer.app_behind and caught_up:
             peer.app_behind = False
             self._update_interest(peer)
         if self._pressure:
+            if peer is not None:
+                self._update_interest(peer)  # it may be back within its share (NODE-16)
             self._check_budget()
+
+    def _set_events_full(self, full: bool) -> None:
+        """Stop, or go back to, reading every open connection and accepting new ones, as the
+        undelivered events pass half the budget or fall to a quarter of it (spec: NODE-17)."""
+        self._events_full = full
+        log.warning(
+            "memory: the application's undelivered events hold %d bytes: %s",
+            self.events.held_bytes,
+            "reading and accepting stopped" if full else "reading and accepting again",
+        )
+        for peer in list(self._peers.values()):
+            self._update_interest(peer)
+        self._watch_listeners()
 
     # ---- inside: memory ----------------------------------------------------------------
 
@@ -727,7 +775,11 @@ class Node:
         self._shedding = True
         try:
             while self._held > self._budget:
-                worst = max(self._peers.values(), key=lambda p: p.held)
+                # The most held, the lowest peer number among equals (dicts keep the order
+                # the peers were added in, and max keeps the first of equals).
+                worst = max(self._peers.values(), key=lambda p: p.held, default=None)
+                if worst is None or not worst.held:
+                    break
                 log.warning(
                     "memory: %d bytes held in buffers, over the budget of %d: closing peer %d, "
                     "which holds %d",
@@ -894,6 +946,8 @@ class Node:
             self.events.append(delivered)
             if self.events.waiting(peer.id) >= PEER_EVENT_LIMIT:  # spec: NODE-13
                 peer.app_behind = True
+            if not self._events_full and self.events.held_bytes > self._budget // 2:
+                self._set_events_full(True)  # spec: NODE-17
 
     def _closed(self, peer: _Peer, event: Closed) -> None:
         said = "" if event.peer_reason is None else f", peer's reason {event.peer_reason}"
