@@ -25,10 +25,10 @@ from .wire import Opaque
 
 AppEvent = Established | MessageReceived | RttMeasured | UnsolicitedPong | Misbehaviour | Closed
 
-# Bytes counted for each waiting event besides its payload: about what the event objects and
-# the queue's slot take in CPython 3.11 (NODE-16 and NODE-17 count what the events hold, not
-# how many there are).
-EVENT_COST = 256
+# Bytes counted for each waiting event besides its payload: about what the event objects, the
+# peer's address text and the queue's slot take in CPython 3.11 (NODE-16 and NODE-17 count what
+# the events hold, not how many there are).
+EVENT_COST = 320
 
 
 @dataclass(frozen=True, slots=True)

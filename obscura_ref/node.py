@@ -152,10 +152,10 @@ class _Peer:
     progress_at: float = 0.0  # when the socket last took queued bytes (NODE-11)
     stall_check: TimerHandle | None = None  # armed while bytes wait to be written (NODE-11)
 
-    label: str = ""  # HOST:PORT, made once: every event and log line of the peer names it
-
-    def __post_init__(self) -> None:
-        self.label = f"{self.address[0]}:{self.address[1]}"
+    @property
+    def label(self) -> str:
+        # Made when asked, not kept: a text per connection is memory every idle one pays.
+        return f"{self.address[0]}:{self.address[1]}"
 
 
 def parse_address(text: str) -> Address:
