@@ -1188,3 +1188,49 @@ def test_vectors_catch_broken_partitions() -> None:
         ),
     }
     assert _survivors(mutants) == []
+
+
+_BAN_STEPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("ban"),
+            st.sampled_from(["10.0.0.1", "10.0.0.2", "10.1.0.1", "::1"]),
+            st.integers(0, 20),
+        ),
+        st.tuples(st.just("expire"), st.just(""), st.integers(0, 20)),
+    ),
+    max_size=60,
+)
+
+
+@pytest.mark.spec("BAN-5", "BAN-9")
+@given(_BAN_STEPS)
+def test_the_ban_list_answers_as_a_scan_of_every_ban_would(
+    steps: list[tuple[str, str, int]],
+) -> None:
+    """The ban list keeps its bans' ends in a heap (so that the next end costs no scan of
+    every ban); it must answer exactly as the plain scans of the rules would: the soonest end,
+    the bans over at a time (by address), and beyond the limit the ban that ends soonest (the
+    lowest address among equals) dropped."""
+    import obscura_ref.manager.bans as bans_module
+
+    limit = 3
+    original = bans_module.MAX_BANS
+    bans_module.MAX_BANS = limit
+    try:
+        bans, model = BanList(), {}
+        for op, address, time_ in steps:
+            if op == "ban":
+                bans.ban(address, float(time_), "WIRE-5")
+                model[address] = float(time_)
+                if len(model) > limit:
+                    del model[min(model, key=lambda a: (model[a], a))]
+            else:
+                over = [ban.address for ban in bans.expire(float(time_))]
+                assert over == sorted(a for a, until in model.items() if time_ >= until)
+                model = {a: until for a, until in model.items() if time_ < until}
+            assert {b.address: b.until for b in bans.bans()} == model
+            assert bans.next_expiry() == min(model.values(), default=None)
+            assert len(bans._ends) <= 2 * len(model) + 65  # the stale entries stay bounded
+    finally:
+        bans_module.MAX_BANS = original

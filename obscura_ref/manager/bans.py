@@ -7,6 +7,7 @@ a restart; the ban file of section 6.1 is built and read here, and written by th
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -97,13 +98,35 @@ class BanList:
 
     def __init__(self) -> None:
         self._bans: dict[str, Ban] = {}
+        # The bans by their end, soonest first (then by address). An entry whose ban was
+        # replaced or removed stays until it comes to the top: finding the next end costs no
+        # look at every ban, which the manager asks after every fact, however many bans.
+        self._ends: list[tuple[float, str]] = []
+
+    def _add(self, ban: Ban) -> None:
+        self._bans[ban.address] = ban
+        heapq.heappush(self._ends, (ban.until, ban.address))
+        if len(self._ends) > 2 * len(self._bans) + 64:  # mostly stale: rebuilt, O(1) a change
+            self._ends = [(b.until, b.address) for b in self._bans.values()]
+            heapq.heapify(self._ends)
+
+    def _soonest(self) -> Ban | None:
+        """The ban that ends first (the lowest address among equals), or None."""
+        while self._ends:
+            until, address = self._ends[0]
+            ban = self._bans.get(address)
+            if ban is not None and ban.until == until:
+                return ban
+            heapq.heappop(self._ends)  # stale: replaced or removed
+        return None
 
     def ban(self, address: str, until: float, requirement: str) -> None:
         """Bans ``address`` until ``until``, in place of any ban it had; beyond ``MAX_BANS`` the
         ban that ends soonest is dropped, so that bans cannot grow without bound."""
-        self._bans[address] = Ban(address, until, requirement)
+        self._add(Ban(address, until, requirement))
         if len(self._bans) > MAX_BANS:  # spec: BAN-9
-            soonest = min(self._bans.values(), key=lambda b: (b.until, b.address))
+            soonest = self._soonest()
+            assert soonest is not None
             del self._bans[soonest.address]
 
     def is_banned(self, address: str, wall: float) -> bool:
@@ -112,13 +135,15 @@ class BanList:
 
     def expire(self, wall: float) -> list[Ban]:
         """Removes and returns the bans that are over at ``wall``, by address."""
-        over = [ban for ban in self.bans() if wall >= ban.until]
-        for ban in over:
+        over = []
+        while (ban := self._soonest()) is not None and wall >= ban.until:
             del self._bans[ban.address]  # spec: BAN-5
-        return over
+            over.append(ban)
+        return sorted(over, key=lambda ban: ban.address)
 
     def next_expiry(self) -> float | None:
-        return min((ban.until for ban in self._bans.values()), default=None)
+        soonest = self._soonest()
+        return None if soonest is None else soonest.until
 
     def bans(self) -> list[Ban]:
         return sorted(self._bans.values(), key=lambda ban: ban.address)
@@ -150,7 +175,7 @@ class BanList:
             ban = _ban_of(item, number)
             if ban.address in found._bans:
                 raise BanFileError(f"ban {number}: {ban.address} is banned twice")
-            found._bans[ban.address] = ban
+            found._add(ban)
         found.expire(wall)  # spec: BAN-7
         return found
 
