@@ -26,6 +26,8 @@ import argparse
 import contextlib
 import json
 import logging
+import math
+import os
 import random
 import selectors
 import signal
@@ -52,12 +54,22 @@ from .trace import run as run_trace
 from .wire import EncodeError, Opaque, decode_frames, encode_frame
 from .wire.jsonform import frame_from_json, frame_to_json
 
+# The status of a process killed by SIGPIPE, as shells report it: the reader of our output
+# stopped reading (``obscura-ref decode - | head -n 1``).
+STOPPED_READING = 128 + 13
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     handler: Any = args.handler
-    return int(handler(args))
+    try:
+        return int(handler(args))
+    except BrokenPipeError:
+        # No traceback for a reader that stopped reading; and nothing more is written, not
+        # even by the flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return STOPPED_READING
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--log-format", default="text", choices=["text", "json"])
     node.add_argument(
         "--status-interval",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="SECONDS",
         help="seconds between status lines (0: none)",
@@ -200,6 +212,17 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _seconds(text: str) -> float:
+    """A number of seconds, zero or more (argparse names the option on a refusal)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be 0 or more")
+    return value
+
+
 def load_config(args: argparse.Namespace) -> NodeConfig | None:
     """The configuration the arguments describe, or None after printing why it is refused."""
     try:
@@ -243,7 +266,8 @@ def _node(args: argparse.Namespace) -> int:
         node.run_forever()
         graceful = node.shutdown()  # spec: NODE-5
     except (OSError, NodeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        said = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"error: {said}", file=sys.stderr)
         node.shutdown(0)
         return 1
     finally:
@@ -482,6 +506,14 @@ _VECTOR_KINDS = (("codec", codec), ("session", session_vectors), ("decision", de
 
 
 def _vectors_generate(args: argparse.Namespace) -> int:
+    if not (args.root / "conformance").is_dir() or not (args.root / "spec").is_dir():
+        # Outside a checkout this would make a conformance/ folder wherever it was run.
+        print(
+            f"error: no spec/ and conformance/ folders under {args.root}: run from the top "
+            "folder of a checkout, or give it with --root",
+            file=sys.stderr,
+        )
+        return 2
     for _, module in _VECTOR_KINDS:
         for path in module.write_vectors(args.root):
             print(f"wrote {path}")

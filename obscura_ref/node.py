@@ -167,9 +167,11 @@ def parse_address(text: str) -> Address:
         raise NodeError(f"{text!r} is not HOST:PORT")
     try:
         host = canonical_ip(host)  # one text per address: bans and the book compare texts
-        port = int(port_text)
-    except ValueError as exc:
-        raise NodeError(f"{text!r} is not HOST:PORT with an IP address: {exc}") from None
+    except ValueError:
+        raise NodeError(f"{text!r}: {host!r} is not an IP address (no names)") from None
+    if not port_text.isdigit():
+        raise NodeError(f"{text!r}: the port {port_text!r} is not a number")
+    port = int(port_text)
     if not 0 <= port <= 65535:
         raise NodeError(f"{text!r}: port out of range")
     return host, port
@@ -272,9 +274,10 @@ class Node:
         try:
             sock.bind((host, port))
             sock.listen(LISTEN_BACKLOG)
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            # The address in the message: "Address already in use" alone does not say which.
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
         sock.setblocking(False)
         self._listeners.append(sock)
         self._watch_listeners()

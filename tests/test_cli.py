@@ -269,3 +269,80 @@ def test_encode_refuses_what_it_cannot_encode_faithfully(
     assert status == 1 and lines[0]["error"] == error
     if field is not None:
         assert lines[0]["detail"].startswith(f"frame 0: {field}:")
+
+
+SCRIPT = str(Path(sys.executable).with_name("obscura-ref"))
+
+
+def test_a_reader_that_stops_reading_ends_decode_without_a_traceback() -> None:
+    many = (encode_frame(Ping(1)) * 20_000).hex()
+    pipeline = subprocess.run(
+        ["bash", "-c", f'"{SCRIPT}" decode - | head -n 1; echo "status ${{PIPESTATUS[0]}}"'],
+        input=many,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert pipeline.stdout.splitlines()[0].startswith('{"type": "Ping"')
+    assert pipeline.stdout.splitlines()[-1] == "status 141"  # as a process killed by SIGPIPE
+    assert "Traceback" not in pipeline.stderr
+
+
+def test_python_dash_m_runs_the_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "obscura_ref", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.startswith("obscura-ref ")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--listen", "127.0.0.1:abc"], "the port 'abc' is not a number"),
+        (["--listen", "localhost:1"], "'localhost' is not an IP address"),
+        (["--status-interval", "-1"], "--status-interval: '-1': seconds must be 0 or more"),
+    ],
+)
+def test_node_refuses_bad_arguments_naming_what_is_wrong(args: list[str], said: str) -> None:
+    result = subprocess.run(
+        [SCRIPT, "node", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2
+    assert said in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_named(tmp_path: Path) -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        result = subprocess.run(
+            [SCRIPT, "node", "--listen", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        taken.close()
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+
+
+def test_vectors_generate_outside_a_checkout_writes_nothing(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [SCRIPT, "vectors", "generate", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2 and "no spec/ and conformance/ folders" in result.stderr
+    assert list(tmp_path.iterdir()) == []
