@@ -61,6 +61,7 @@ from .manager.groups import address_group, canonical_ip
 from .manager.manager import ConnectionManager, Decision, Fact, ManagerStatus, PeerType
 from .sendbuffer import SendBuffer
 from .wire import Opaque
+from .wire.registry import Feature, PrivacyFeature, flag_names
 
 log = logging.getLogger("obscura_ref.node")
 
@@ -156,6 +157,14 @@ class _Peer:
     def label(self) -> str:
         # Made when asked, not kept: a text per connection is memory every idle one pays.
         return f"{self.address[0]}:{self.address[1]}"
+
+
+def _reason(code: int) -> str:
+    """A Disconnect's reason code as a log shows it: its name, and the code."""
+    for reason in CloseReason:
+        if reason.code == code and reason.value.sent:
+            return f"{reason.label} ({code})"
+    return f"{code} (not a code of spec/connection.md section 5)"
 
 
 def parse_address(text: str) -> Address:
@@ -917,14 +926,16 @@ class Node:
         if isinstance(event, Established):
             n = event.negotiated
             log.info(
-                "peer %d %s %s established: version %d, features %#x, privacy features %#x, "
-                "user agent %r",
+                "peer %d %s %s established: version %d, features %#x (%s), privacy features %#x "
+                "(%s), user agent %r",
                 peer.id,
                 peer.label,
                 peer.machine.direction.value,
                 n.version,
                 n.features,
+                " ".join(flag_names(Feature, n.features)) or "none",
                 n.privacy_features,
+                " ".join(flag_names(PrivacyFeature, n.privacy_features)) or "none",
                 n.peer_user_agent,
             )
             self._decide(mgr.Established(peer.id, n.features))
@@ -953,7 +964,7 @@ class Node:
                 self._set_events_full(True)  # spec: NODE-17
 
     def _closed(self, peer: _Peer, event: Closed) -> None:
-        said = "" if event.peer_reason is None else f", peer's reason {event.peer_reason}"
+        said = "" if event.peer_reason is None else f", peer's reason {_reason(event.peer_reason)}"
         log.info(
             "peer %d %s %s closed: %s (%s)%s: %s",
             peer.id,

@@ -81,7 +81,9 @@ def test_two_node_commands_connect_and_stop_gracefully_on_sigint() -> None:
         b.wait_for(r"established: version 1")
         assert b.stop() == 0
         assert any("closed: shutting_down (NODE-5)" in line for line in b.lines)
-        a.wait_for(r"closed: peer_disconnected \(CONN-22\), peer's reason 2")
+        a.wait_for(r"closed: peer_disconnected \(CONN-22\), peer's reason shutting_down \(2\)")
+        # Flags by name beside their value.
+        assert any(re.search(r"features 0x1 \(BasicTransactions\)", line) for line in a.lines)
         assert a.stop() == 0
         assert any('"level": "info"' in line for line in b.lines)  # JSON lines
     finally:
