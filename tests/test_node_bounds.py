@@ -214,19 +214,24 @@ def received_by(node: Node, peer: int) -> int:
     return row.bytes_received
 
 
-@pytest.mark.spec("NODE-16")
-def test_near_the_budget_the_connections_holding_most_are_not_read(net: Network) -> None:
-    budget = 1 * MiB
-    b = net.node(
+def budgeted_node(net: Network) -> Node:
+    """A node with a budget of 1 MiB and a share of 128 KiB (eight connections at most), whose
+    high-water mark (NODE-15, 512 KiB) the tests below do not reach."""
+    return net.node(
         fast(
-            f"memory_budget={budget}",
-            "max_total_connections=8",  # a share of 128 KiB each
-            "max_send_queue=1048576",  # a high-water mark (NODE-15) of 512 KiB: not reached
+            f"memory_budget={MiB}",
+            "max_total_connections=8",
+            "max_send_queue=1048576",
             "ping_interval=30",
             "ping_timeout=10",
             "inactivity_timeout=60",
         )
     )
+
+
+@pytest.mark.spec("NODE-16")
+def test_near_the_budget_the_connections_holding_most_are_not_read(net: Network) -> None:
+    b = budgeted_node(net)
     address = b.listen("127.0.0.2", 0)
     sinks = [RawPeer(address, source=f"127.{20 + i}.0.1") for i in range(2)]
     good = RawPeer(address, source="127.30.0.1")
@@ -275,17 +280,7 @@ def test_near_the_budget_the_connections_holding_most_are_not_read(net: Network)
 
 @pytest.mark.spec("NODE-16")
 def test_near_the_budget_a_frame_being_received_is_still_read(net: Network) -> None:
-    budget = 1 * MiB
-    b = net.node(
-        fast(
-            f"memory_budget={budget}",
-            "max_total_connections=8",  # a share of 128 KiB each
-            "max_send_queue=1048576",
-            "ping_interval=30",
-            "ping_timeout=10",
-            "inactivity_timeout=60",
-        )
-    )
+    b = budgeted_node(net)
     address = b.listen("127.0.0.2", 0)
     sinks = [RawPeer(address, source=f"127.{80 + i}.0.1") for i in range(2)]
     sender = RawPeer(address, source="127.90.0.1")
