@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .banfile import BAN_FILE_NAME, BanFileError, read_ban_document, write_ban_document
+from .budget import MemoryBudget
 from .config import NodeConfig
 from .eventqueue import AppEvent, EventQueue, NodeEvent
 from .loop import EventLoop, TimerHandle
@@ -225,11 +226,10 @@ class Node:
         self._max_send_queue: int = self.config.max_send_queue
         self._high_water = min(SEND_HIGH_WATER, self._max_send_queue // 2)  # NODE-15
         self._stall_after: float = self.config.inactivity_timeout  # NODE-11
-        self._budget: int = self.config.memory_budget  # NODE-14
-        # A connection's share of the budget, for the pause of NODE-16.
-        self._share: int = self._budget // max(1, self.config.max_total_connections)
+        # The rules of the memory budget, told what the buffers and events hold (NODE-14,
+        # NODE-16, NODE-17).
+        self._budget = MemoryBudget(self.config.memory_budget, self.config.max_total_connections)
         self._held = 0  # bytes the buffers of every connection hold (NODE-14)
-        self._pressure = False  # above three quarters of the budget (NODE-16)
         self._shedding = False
         self._local = LocalHandshake(user_agent=self.config.user_agent)
         self._peers: dict[int, _Peer] = {}
@@ -239,7 +239,6 @@ class Node:
         self._listeners: list[socket.socket] = []
         self._watched: set[socket.socket] = set()  # the listeners the selector watches
         self._resting: set[socket.socket] = set()  # listeners whose accept failed (NODE-7)
-        self._events_full = False  # the undelivered events hold half the budget (NODE-17)
         settings = self.config.manager_settings()
         self._ban_file = None if settings.data_dir is None else settings.data_dir / BAN_FILE_NAME
         key = self._rng.getrandbits(256).to_bytes(32, "little")  # spec: LIM-11
@@ -405,7 +404,8 @@ class Node:
 
     def memory(self) -> MemoryStatus:
         """What the node holds against its memory budget now (spec/node.md section 2.1)."""
-        return MemoryStatus(self._held, self.events.held_bytes, self._budget, self._pressure)
+        budget = self._budget
+        return MemoryStatus(self._held, self.events.held_bytes, budget.budget, budget.pressure)
 
     def manager_status(self) -> ManagerStatus:
         """Counts per type and group, scores, bans, entries waiting to be dialled (NODE-9)."""
@@ -541,7 +541,7 @@ class Node:
         accept (NODE-7), and none while the application's events hold half the budget
         (NODE-17)."""
         for listener in self._listeners:
-            wanted = listener not in self._resting and not self._events_full
+            wanted = listener not in self._resting and not self._budget.events_full
             if wanted and listener not in self._watched:
                 self.loop.register(listener, _READ, self._on_accept, listener)
                 self._watched.add(listener)
@@ -635,7 +635,7 @@ class Node:
         if peer.sock is not None and peer.ending and not peer.send_queue:
             self._end_sending(peer)
         self._update_interest(peer)
-        if self._pressure and not self._draining:
+        if self._budget.pressure and not self._draining:
             self._check_budget()  # written bytes may end the pressure (NODE-16)
 
     def _arm_stall_check(self, peer: _Peer) -> None:
@@ -720,37 +720,36 @@ class Node:
         if peer.machine.is_closing:
             return True
         paused = peer.backlogged or peer.app_behind  # spec: NODE-15, NODE-13
-        if paused or self._events_full:  # spec: NODE-17
+        if paused or self._budget.events_full:  # spec: NODE-17
             return False
-        if not self._pressure:
-            return True
         # What reading it would make grow: what we queue for it and its events; not the frame
         # it is sending, which only reading can finish and give back (NODE-14 bounds that).
         holds = peer.send_queue.allocated + self.events.bytes_of(peer.id)
-        return holds <= self._share  # spec: NODE-16
+        return self._budget.may_read(holds)  # spec: NODE-16
 
     def _events_taken(self, peer_id: int) -> None:
         """The application took an event of ``peer_id`` from ``events``."""
-        if self._events_full and self.events.held_bytes <= self._budget // 4:
-            self._set_events_full(False)  # spec: NODE-17
+        if self._budget.events_full and self._budget.update_events(self.events.held_bytes):
+            self._events_filled()  # spec: NODE-17 (no longer)
         peer = self._peers.get(peer_id)
         caught_up = self.events.waiting(peer_id) <= PEER_EVENT_LIMIT // 2  # spec: NODE-13
         if peer is not None and peer.app_behind and caught_up:
             peer.app_behind = False
             self._update_interest(peer)
-        if self._pressure:
+        if self._budget.pressure:
             if peer is not None:
                 self._update_interest(peer)  # it may be back within its share (NODE-16)
             self._check_budget()
 
-    def _set_events_full(self, full: bool) -> None:
+    def _events_filled(self) -> None:
         """Stop, or go back to, reading every open connection and accepting new ones, as the
-        undelivered events pass half the budget or fall to a quarter of it (spec: NODE-17)."""
-        self._events_full = full
+        undelivered events passed half the budget or fell to a quarter of it (spec: NODE-17)."""
         log.warning(
             "memory: the application's undelivered events hold %d bytes: %s",
             self.events.held_bytes,
-            "reading and accepting stopped" if full else "reading and accepting again",
+            "reading and accepting stopped"
+            if self._budget.events_full
+            else "reading and accepting again",
         )
         for peer in list(self._peers.values()):
             self._update_interest(peer)
@@ -769,34 +768,31 @@ class Node:
         reading from the connections that hold more than their share, until it is down to
         half (NODE-16); above all of it, close the connection that holds most, and the next,
         until under (NODE-14)."""
+        budget = self._budget
         held = self._held + self.events.held_bytes
-        # spec: NODE-16 (on above three quarters, off at half: no flapping at one mark)
-        entering = not self._pressure and held > self._budget * 3 // 4
-        if entering or (self._pressure and held <= self._budget // 2):
-            self._pressure = not self._pressure  # spec: NODE-16
+        if budget.update_pressure(held):  # spec: NODE-16
             log.warning(
                 "memory: %d bytes held of a budget of %d: %s reading from the peers that hold most",
                 held,
-                self._budget,
-                "stopped" if self._pressure else "resumed",
+                budget.budget,
+                "stopped" if budget.pressure else "resumed",
             )
             for peer in list(self._peers.values()):
                 self._update_interest(peer)
-        if self._held <= self._budget or self._shedding:
+        if not budget.over(self._held) or self._shedding:
             return
         self._shedding = True
         try:
-            while self._held > self._budget:
-                # The most held, the lowest peer number among equals (dicts keep the order
-                # the peers were added in, and max keeps the first of equals).
-                worst = max(self._peers.values(), key=lambda p: p.held, default=None)
-                if worst is None or not worst.held:
+            while budget.over(self._held):  # spec: NODE-14
+                chosen = budget.victim((p.id, p.held) for p in self._peers.values())
+                if chosen is None:
                     break
+                worst = self._peers[chosen]
                 log.warning(
                     "memory: %d bytes held in buffers, over the budget of %d: closing peer %d, "
                     "which holds %d",
                     self._held,
-                    self._budget,
+                    budget.budget,
                     worst.id,
                     worst.held,
                 )
@@ -825,7 +821,7 @@ class Node:
         finally:
             self._draining = False
         self._flush_queued()
-        if self._held + self.events.held_bytes > self._budget * 3 // 4 or self._pressure:
+        if self._budget.near(self._held + self.events.held_bytes):
             self._check_budget()
 
     def _flush_queued(self) -> None:
@@ -960,8 +956,8 @@ class Node:
             self.events.append(delivered)
             if self.events.waiting(peer.id) >= PEER_EVENT_LIMIT:  # spec: NODE-13
                 peer.app_behind = True
-            if not self._events_full and self.events.held_bytes > self._budget // 2:
-                self._set_events_full(True)  # spec: NODE-17
+            if not self._budget.events_full and self._budget.update_events(self.events.held_bytes):
+                self._events_filled()  # spec: NODE-17
 
     def _closed(self, peer: _Peer, event: Closed) -> None:
         said = "" if event.peer_reason is None else f", peer's reason {_reason(event.peer_reason)}"
