@@ -4,6 +4,7 @@ budget (spec/node.md sections 1 and 2.1: NODE-10, NODE-12, NODE-14, NODE-16)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import time
 from collections.abc import Iterator
@@ -32,6 +33,21 @@ def peer_by_port(node: Node, raw: RawPeer) -> int:
     port = raw.sock.getsockname()[1]
     (peer,) = [row.peer for row in node.status() if row.address.endswith(f":{port}")]
     return peer
+
+
+_NONCES = itertools.count(1_000)  # a handshake nonce for each peer the tests make
+
+
+def established_peers(
+    net: Network, node: Node, address: tuple[str, int], sources: list[str]
+) -> list[RawPeer]:
+    """A raw peer from each of ``sources``, each with its handshake sent and answered."""
+    peers = [RawPeer(address, source=source) for source in sources]
+    before = kinds(node).count("Established")
+    for raw in peers:
+        raw.send(handshake_from(next(_NONCES)))
+    assert net.run(lambda: kinds(node).count("Established") == before + len(peers))
+    return peers
 
 
 def blast(raw: RawPeer, data: bytes) -> None:
@@ -71,10 +87,7 @@ def test_one_pass_reads_a_bounded_number_of_bytes_and_the_rest_come_first_next(
     b = net.node(fast("ping_interval=30", "ping_timeout=10", "inactivity_timeout=60"))
     net.loop.after_io(pass_ended)
     address = b.listen("127.0.0.2", 0)
-    flooders = [RawPeer(address, source=f"127.{10 + i}.0.1") for i in range(count)]
-    for index, raw in enumerate(flooders):
-        raw.send(handshake_from(300 + index))
-    assert net.run(lambda: kinds(b).count("Established") == count)
+    flooders = established_peers(net, b, address, [f"127.{10 + i}.0.1" for i in range(count)])
     monkeypatch.setattr(PeerConnection, "handle", recording)
     payload = encode_frame(Opaque(MessageType.Blocks, bytes(READ_CHUNK - 24)))
     for raw in flooders:  # each has a whole READ_CHUNK of a frame waiting: all are ready
@@ -168,10 +181,7 @@ def test_undelivered_events_past_half_the_budget_stop_reading_and_accepting(
         )
     )
     address = b.listen("127.0.0.2", 0)
-    senders = [RawPeer(address, source=f"127.{40 + i}.0.1") for i in range(3)]
-    for index, raw in enumerate(senders):
-        raw.send(handshake_from(30 + index))
-    assert net.run(lambda: kinds(b).count("Established") == 3)
+    senders = established_peers(net, b, address, [f"127.{40 + i}.0.1" for i in range(3)])
     message = encode_frame(Opaque(MessageType.Blocks, bytes(10_000)))
     for raw in senders:
         raw.send(message * 40)  # 1.2 MB of messages the application does not take
@@ -233,11 +243,7 @@ def budgeted_node(net: Network) -> Node:
 def test_near_the_budget_the_connections_holding_most_are_not_read(net: Network) -> None:
     b = budgeted_node(net)
     address = b.listen("127.0.0.2", 0)
-    sinks = [RawPeer(address, source=f"127.{20 + i}.0.1") for i in range(2)]
-    good = RawPeer(address, source="127.30.0.1")
-    for index, raw in enumerate([*sinks, good]):
-        raw.send(handshake_from(40 + index))
-    assert net.run(lambda: kinds(b).count("Established") == 3)
+    *sinks, good = established_peers(net, b, address, ["127.20.0.1", "127.21.0.1", "127.30.0.1"])
     sink_ids = [small_buffers(b, raw) for raw in sinks]
     # The application sends each sink 400 KiB, which the sinks do not read: 800 KiB queued,
     # past three quarters of the budget, each sink holding more than its share.
@@ -282,11 +288,7 @@ def test_near_the_budget_the_connections_holding_most_are_not_read(net: Network)
 def test_near_the_budget_a_frame_being_received_is_still_read(net: Network) -> None:
     b = budgeted_node(net)
     address = b.listen("127.0.0.2", 0)
-    sinks = [RawPeer(address, source=f"127.{80 + i}.0.1") for i in range(2)]
-    sender = RawPeer(address, source="127.90.0.1")
-    for index, raw in enumerate([*sinks, sender]):
-        raw.send(handshake_from(60 + index))
-    assert net.run(lambda: kinds(b).count("Established") == 3)
+    *sinks, sender = established_peers(net, b, address, ["127.80.0.1", "127.81.0.1", "127.90.0.1"])
     for peer in [small_buffers(b, raw) for raw in sinks]:
         b.send(peer, Opaque(MessageType.Blocks, bytes(320 * 1024)))  # 640 KiB queued
     # The sender's 300 KiB frame takes the count past three quarters of the budget while it
