@@ -14,13 +14,14 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["obscura_ref", "obscura_ref.*"]),
     package_data={"obscura_ref": ["py.typed"], "obscura_ref.conformance": ["profile.toml"]},
-    install_requires=[],
+    install_requires=["cryptography>=42"],
     extras_require={
         "dev": [
             "pytest>=8",
             "hypothesis>=6.100",
             "jsonschema>=4.20",
             "mypy>=1.10",
+            "noiseprotocol>=0.3.1",
             "ruff>=0.5",
             "types-jsonschema",
         ],
