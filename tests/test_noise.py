@@ -18,11 +18,14 @@ from obscura_ref.transport import (
     MESSAGE1_SIZE,
     MESSAGE2_SIZE,
     PROTOCOL_NAME,
+    REKEY_AFTER,
     CipherState,
     NoiseError,
     NoiseErrorCode,
     NoiseHandshake,
     NoiseUsageError,
+    RecordOpener,
+    RecordSealer,
     SymmetricState,
     public_key,
 )
@@ -164,6 +167,53 @@ def test_a_different_prologue_fails_message_2() -> None:
     with pytest.raises(NoiseError) as error:
         ours.read_message(bytes(theirs.write_message()))
     _failed(error)
+
+
+def _their_record(theirs: Any, plaintext: bytes) -> bytes:
+    """A record as a Noise library makes it: two encryptions, the rule of PRIV-25 applied by
+    hand after each."""
+    out = b""
+    for part in (len(plaintext).to_bytes(4, "little"), plaintext):
+        out += theirs.encrypt(part)
+        state = theirs.noise_protocol.cipher_state_encrypt
+        if state.n == REKEY_AFTER:
+            theirs.rekey_outbound_cipher()
+            state.set_nonce(0)
+    return out
+
+
+def _their_open(theirs: Any, record: bytes) -> bytes:
+    """A record opened by a Noise library: two decryptions, the rule of PRIV-25 by hand."""
+    state = theirs.noise_protocol.cipher_state_decrypt
+    length = int.from_bytes(theirs.decrypt(record[:20]), "little")
+    if state.n == REKEY_AFTER:
+        theirs.rekey_inbound_cipher()
+        state.set_nonce(0)
+    assert len(record) == 20 + length + 16
+    plaintext: bytes = theirs.decrypt(record[20:])
+    if state.n == REKEY_AFTER:
+        theirs.rekey_inbound_cipher()
+        state.set_nonce(0)
+    return plaintext
+
+
+@pytest.mark.spec("PRIV-24", "PRIV-25")
+def test_records_both_ways_with_another_implementation_across_the_rekey() -> None:
+    ours = NoiseHandshake(True, PROLOGUE, INIT_E)
+    theirs = _theirs(False, PROLOGUE, RESP_E)
+    theirs.read_message(ours.write_message())
+    ours.read_message(bytes(theirs.write_message()))
+    send, receive = ours.split()
+    sealer, opener = RecordSealer(send, pad=False), RecordOpener(receive)
+    first_key = send.key
+    # 600 records each way: the keys are replaced after the 500th.
+    for number in range(600):
+        frame = number.to_bytes(2, "little") * (number % 7 + 8)
+        assert _their_open(theirs, sealer.seal(frame)) == frame
+        assert opener.feed(_their_record(theirs, frame)) == [frame]
+    assert send.key != first_key
+    assert send.nonce == receive.nonce == 200  # 100 records into the second key
+    assert theirs.noise_protocol.cipher_state_encrypt.n == 200
 
 
 # The primitives as Noise defines them, checked against the cryptography package directly.
