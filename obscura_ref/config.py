@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from .machines.connection import MIN_DURATION, ConnectionSettings
+from .machines.privacy import DEFAULT_PRIVACY_LEVEL, PRIVACY_LEVELS
 from .manager.settings import ManagerSettings
 from .wire import MAX_USER_AGENT
 
@@ -25,14 +26,16 @@ MiB = 1024 * 1024
 @dataclass(frozen=True)
 class Key:
     name: str
-    kind: type  # int, float (seconds; an integer is accepted), str, or tuple (a list of texts)
+    # int, float (seconds; an integer is accepted), bool, str, or tuple (a list of texts)
+    kind: type
     default: Any
     meaning: str
     minimum: float | None = None  # inclusive
     above: float | None = None  # exclusive lower bound
     maximum: float | None = None
     choices: tuple[str, ...] = ()
-    # For a list: what each item is (for the table), and its check: the problem, or None.
+    # For a list: what each item is (for the table); for a list or a text, the check of each
+    # text: the problem, or None. A text key checked so never checks the empty text.
     items: str = ""
     item_problem: Callable[[str], str | None] | None = None
 
@@ -49,9 +52,16 @@ class Key:
                 if problem is not None:
                     raise ConfigError(self.name, f"has a wrong item {item!r}: {problem}")
             return tuple(value)
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(self.name, f"must be true or false, got {value!r}")
+            return value
         if self.kind is str:
             if not isinstance(value, str):
                 raise ConfigError(self.name, f"must be a string, got {value!r}")
+            problem = None if self.item_problem is None or not value else self.item_problem(value)
+            if problem is not None:
+                raise ConfigError(self.name, f"is wrong: {problem}")
             if self.choices and value not in self.choices:
                 raise ConfigError(
                     self.name, f"must be one of {', '.join(self.choices)}; got {value!r}"
@@ -249,9 +259,39 @@ KEYS: tuple[Key, ...] = (
     Key(
         "privacy_level",
         str,
-        "standard",
-        "padding of sent frames, and whether connections rotate (spec/privacy.md)",
-        choices=("none", "standard"),
+        DEFAULT_PRIVACY_LEVEL.value,
+        "what the node does for privacy: padding, encryption, rotation, the user agent sent "
+        "(spec/privacy.md table 1)",
+        choices=PRIVACY_LEVELS,
+    ),
+    Key(
+        "proxy",
+        str,
+        "",
+        "`HOST:PORT` of a SOCKS5 proxy (a Tor SOCKS port, say) for every outbound connection, "
+        "HOST an IP address; the empty text connects directly (spec/privacy.md section 4)",
+        item_problem=_address_problem,
+    ),
+    Key(
+        "proxy_username",
+        str,
+        "",
+        "the username given to the proxy (RFC 1929); the empty text gives none",
+        maximum=255,
+    ),
+    Key(
+        "proxy_password",
+        str,
+        "",
+        "the password given to the proxy with `proxy_username`",
+        maximum=255,
+    ),
+    Key(
+        "proxy_isolate",
+        bool,
+        True,
+        "without `proxy_username`, give the proxy fresh random credentials for each connection, "
+        "so that Tor opens a circuit for each (spec/privacy.md PRIV-41)",
     ),
     Key(
         "max_send_queue",

@@ -54,6 +54,7 @@ from .machines.events import (
 from .machines.handshake import LocalHandshake
 from .machines.nonces import OwnNonces
 from .machines.padding import RandomSource, SystemRandomSource
+from .machines.privacy import GENERIC_USER_AGENT, policy_of
 from .machines.reasons import CloseReason
 from .manager import manager as mgr
 from .manager.bans import BanFileError as NotABanFile
@@ -115,6 +116,7 @@ class PeerStatus:
     features: int | None
     privacy_features: int | None
     user_agent: str | None
+    session_id: str | None  # the Noise handshake hash, hex, of an encrypted one (PRIV-35)
     bytes_sent: int
     bytes_received: int
     send_queue: int
@@ -231,7 +233,13 @@ class Node:
         self._budget = MemoryBudget(self.config.memory_budget, self.config.max_total_connections)
         self._held = 0  # bytes the buffers of every connection hold (NODE-14)
         self._shedding = False
-        self._local = LocalHandshake(user_agent=self.config.user_agent)
+        policy = policy_of(self.config.privacy_level)
+        self._local = LocalHandshake(
+            privacy_features=policy.privacy_features,  # spec: PRIV-11
+            # spec: PRIV-13
+            user_agent=GENERIC_USER_AGENT if policy.generic_user_agent else self.config.user_agent,
+            requires_encryption=policy.require_encryption,  # spec: PRIV-12
+        )
         self._peers: dict[int, _Peer] = {}
         # Open connections by direction, kept as counts: admission must not cost a scan.
         self._open = {Direction.OUTBOUND: 0, Direction.INBOUND: 0}
@@ -395,6 +403,8 @@ class Node:
                     features=None if n is None else n.features,
                     privacy_features=None if n is None else n.privacy_features,
                     user_agent=None if n is None else n.peer_user_agent,
+                    # spec: PRIV-35
+                    session_id=None if m.session_id is None else m.session_id.hex(),
                     bytes_sent=m.bytes_sent,
                     bytes_received=m.bytes_received,
                     send_queue=len(peer.send_queue),
@@ -923,7 +933,7 @@ class Node:
             n = event.negotiated
             log.info(
                 "peer %d %s %s established: version %d, features %#x (%s), privacy features %#x "
-                "(%s), user agent %r",
+                "(%s), user agent %r%s",
                 peer.id,
                 peer.label,
                 peer.machine.direction.value,
@@ -933,6 +943,9 @@ class Node:
                 n.privacy_features,
                 " ".join(flag_names(PrivacyFeature, n.privacy_features)) or "none",
                 n.peer_user_agent,
+                ""
+                if event.session_id is None
+                else f", encrypted, session id {event.session_id.hex()}",
             )
             self._decide(mgr.Established(peer.id, n.features))
         elif isinstance(event, RttMeasured):

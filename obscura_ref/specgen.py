@@ -34,6 +34,7 @@ from .machines.handshake import (
     HandshakeInput,
     HandshakeState,
 )
+from .machines.privacy import DEFAULT_PRIVACY_LEVEL, GENERIC_USER_AGENT, PrivacyLevel
 from .machines.reasons import CloseReason
 from .machines.table import markdown_table, mermaid
 from .manager.backoff import MAX_FAILURES
@@ -136,6 +137,10 @@ def _config_keys() -> str:
     for key in KEYS:
         if key.choices:
             allowed = ", ".join(f"`{choice}`" for choice in key.choices)
+        elif key.kind is bool:
+            allowed = "`true`, `false`"
+        elif key.kind is str and key.item_problem is not None:
+            allowed = "`HOST:PORT`, HOST an IP address (IPv6 as `[HOST]:PORT`), or the empty text"
         elif key.kind is str:
             allowed = "text"
         elif key.kind is tuple:
@@ -147,11 +152,15 @@ def _config_keys() -> str:
             allowed = f"{low}, <= {_number(key.maximum)}" if key.maximum is not None else low
         if key.kind is str and key.maximum is not None:
             allowed += f", at most {_number(key.maximum)} bytes of UTF-8"
-        if isinstance(key.default, tuple):
+        if isinstance(key.default, bool):
+            default = f"`{str(key.default).lower()}`"
+        elif isinstance(key.default, tuple):
             default = f"`{json.dumps(list(key.default))}`"
         else:
             default = f"`{key.default}`" if isinstance(key.default, str) else _number(key.default)
-        kind = {int: "integer", float: "seconds", str: "text", tuple: "list"}[key.kind]
+        kind = {int: "integer", float: "seconds", bool: "boolean", str: "text", tuple: "list"}[
+            key.kind
+        ]
         rows.append(f"| `{key.name}` | {kind} | {default} | {allowed} | {key.meaning} |")
     return "\n".join(rows)
 
@@ -188,9 +197,32 @@ def _constants(values: dict[str, tuple[object, str]]) -> Callable[[], str]:
     return render
 
 
+def _privacy_levels() -> str:
+    columns = (
+        ("pad_frames", "pads frames (section 2)"),
+        ("offer_encryption", "offers encryption (PRIV-11)"),
+        ("require_encryption", "requires encryption (PRIV-12)"),
+        ("pad_records", "pads records (PRIV-31)"),
+        ("rotate", "rotates connections (PRIV-10)"),
+    )
+    header = " | ".join(title for _, title in columns)
+    rows = [f"| level | {header} | user agent sent (PRIV-13) |", "|---" * (len(columns) + 2) + "|"]
+    for level in PrivacyLevel:
+        policy = level.policy
+        marks = " | ".join("yes" if getattr(policy, name) else "no" for name, _ in columns)
+        agent = f"generic (`{GENERIC_USER_AGENT}`)" if policy.generic_user_agent else "configured"
+        default = " (default)" if level is DEFAULT_PRIVACY_LEVEL else ""
+        rows.append(f"| `{level.value}`{default} | {marks} | {agent} |")
+    return "\n".join(rows)
+
+
 def _check_order() -> str:
     rows = ["| role | checks, in order |", "|---|---|"]
-    rule = {"nonce": "nonce (HS-12)", "version": "version (HS-10)"}
+    rule = {
+        "nonce": "nonce (HS-12)",
+        "version": "version (HS-10)",
+        "encryption": "encryption, when required (privacy.md PRIV-12)",
+    }
     for role, checks in CHECK_ORDER.items():
         rows.append(f"| {role.value} | {', then '.join(rule[name] for name in checks)} |")
     return "\n".join(rows)
@@ -285,6 +317,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
         }
     ),
     "handshake-check-order": _check_order,
+    "privacy-levels": _privacy_levels,
     "handshake-constants": _handshake_constants,
     "config-keys": _config_keys,
     "wire-registry": _registry,

@@ -25,9 +25,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..machines.reasons import CloseReason
-from ..wire import DecodeError, Frame, FrameDecoder, encode_frame
+from ..transport.noise import MESSAGE1_SIZE, MESSAGE2_SIZE, NoiseError, public_key
+from ..transport.records import RecordError
+from ..wire import DecodeError, Frame, FrameDecoder, Handshake, encode_frame
 from ..wire.errors import EncodeError
 from ..wire.jsonform import frame_from_json, frame_to_json
+from .sealing import PeerCrypto
 
 Address = tuple[str, int]
 JsonObject = dict[str, Any]
@@ -68,17 +71,21 @@ class Received:
 class PeerSocket:
     """One TCP connection of the runner, with every frame the implementation sent on it."""
 
-    def __init__(self, name: str, sock: socket.socket, opened_at: float) -> None:
+    def __init__(
+        self, name: str, sock: socket.socket, opened_at: float, runner_initiated: bool
+    ) -> None:
         sock.setblocking(False)
         self.name = name
+        self.runner_initiated = runner_initiated  # the runner opened it: the Noise initiator
         self.sock = sock
         self.opened_at = opened_at
         self.decoder = FrameDecoder()
         self.frames: deque[Received] = deque()
         self.ended_at: float | None = None  # the implementation ended its side
         self.failed: tuple[float, str] | None = None  # a socket error: reset, ...
-        self.wire_error: DecodeError | None = None
+        self.wire_error: DecodeError | RecordError | None = None
         self.closed = False  # the runner closed its socket
+        self.crypto = PeerCrypto()  # the encrypted transport, once both offer it (PRIV-11)
 
     @property
     def reading(self) -> bool:
@@ -94,17 +101,52 @@ class PeerSocket:
             return
         if not data:
             self.ended_at = now
-            error = None if self.wire_error else self.decoder.eof()
+            opener = self.crypto.opener
+            eof = self.decoder.eof if opener is None else opener.eof  # spec: PRIV-29
+            error = None if self.wire_error else eof()
             if error is not None:
                 self.wire_error = error
             return
         if self.wire_error is not None:
             return
-        for item in self.decoder.feed(data):
-            if isinstance(item, DecodeError):
+        crypto = self.crypto
+        if crypto.opener is not None:
+            crypto.opener.push(data)  # spec: PRIV-24 (records, after the Noise handshake)
+            self._take(now, crypto.opened())
+            return
+        if crypto.raw is not None:
+            crypto.raw += data  # the Noise handshake's, for the ``secure`` step
+            return
+        self.decoder.push(data)
+        while (item := self.decoder.pull()) is not None:
+            self._take(now, [item])
+            if self.wire_error is not None:
+                return
+            if isinstance(item, Frame) and isinstance(item.message, Handshake):
+                if crypto.peer_handshake is None:
+                    crypto.peer_handshake = encode_frame(item.message, item.padding)
+                self.switch_if_negotiated()
+                if crypto.raw is not None:
+                    return
+
+    def _take(self, now: float, items: list[Frame | DecodeError | RecordError]) -> None:
+        for item in items:
+            if isinstance(item, DecodeError | RecordError):
                 self.wire_error = item
                 return
             self.frames.append(Received(now, item))
+
+    def take_opened(self, now: float) -> None:
+        """The frames of records that arrived with the Noise message."""
+        if self.crypto.opener is not None and self.wire_error is None:
+            self._take(now, self.crypto.opened())
+
+    def switch_if_negotiated(self) -> None:
+        """Both handshakes offered encryption: what follows them is the Noise handshake's
+        (spec: PRIV-11), bytes already read after the handshake frame included."""
+        crypto = self.crypto
+        if crypto.raw is None and crypto.opener is None and crypto.negotiated:
+            crypto.raw = bytearray(self.decoder.take_rest())
 
     def send_now(self, data: bytes) -> str | None:
         """Write what the socket takes at once; the error text if the socket failed."""
@@ -224,7 +266,7 @@ class Session:
             sock, _ = self.listener.accept()
         except (BlockingIOError, InterruptedError):
             return
-        conn = PeerSocket("?", sock, now)
+        conn = PeerSocket("?", sock, now, runner_initiated=False)
         self.unclaimed.append(conn)
         self._selector.register(sock, selectors.EVENT_READ, conn)
 
@@ -286,17 +328,30 @@ class Session:
             return [self._substitute(v) for v in value]
         return value
 
-    def _bytes_of(self, step: JsonObject) -> bytes:
-        if "hex" in step:
-            return bytes.fromhex(step["hex"])
-        out = b""
-        for obj in step["frames"]:
+    def _frames_of(self, step: JsonObject, key: str = "frames") -> list[tuple[bytes, bool]]:
+        """The bytes of each frame of the step, and whether it is a handshake."""
+        out = []
+        for obj in step[key]:
             try:
                 frame = frame_from_json(self._substitute(obj))
             except EncodeError as exc:
                 raise StepFailed(f"cannot build the frame {obj}: {exc} (a vector error)") from exc
-            out += encode_frame(frame.message, frame.padding)
+            data = encode_frame(frame.message, frame.padding)
+            out.append((data, isinstance(frame.message, Handshake)))
         return out
+
+    def _bytes_of(self, conn: PeerSocket, step: JsonObject, key: str = "frames") -> bytes:
+        """The step's bytes: raw ``hex``, or its frames, each sealed in a record once the
+        connection is encrypted (spec: PRIV-24) unless the step says ``plain``."""
+        if "hex" in step:
+            return bytes.fromhex(step["hex"])
+        frames = self._frames_of(step, key)
+        if conn.crypto.send is not None and not step.get("plain", False):
+            return conn.crypto.seal([data for data, _ in frames])
+        for data, handshake in frames:
+            if handshake:
+                conn.crypto.sent_handshake(data)
+        return b"".join(data for data, _ in frames)
 
     def _write(self, conn: PeerSocket, data: bytes, deadline: float) -> None:
         view = memoryview(data)
@@ -354,7 +409,7 @@ class Session:
         except OSError as exc:
             sock.close()
             raise StepFailed(f"cannot connect to the implementation: {exc}") from None
-        conn = PeerSocket(name, sock, self.clock())
+        conn = PeerSocket(name, sock, self.clock(), runner_initiated=True)
         self.conns[name] = conn
         self._watch(conn)
         self._mark(step, conn.opened_at)
@@ -377,20 +432,21 @@ class Session:
         them in a last write), ``pause`` seconds apart; all of it ``repeat`` times, ``every``
         seconds apart."""
         conn = self._conn(step)
-        data = self._bytes_of(step)
-        writes, offset = [], 0
-        for size in step.get("chunks", []):
-            writes.append(data[offset : offset + size])
-            offset += size
-        writes.append(data[offset:])
-        writes = [piece for piece in writes if piece]
         for repetition in range(step.get("repeat", 1)):
             if repetition:
                 self.pump(self.clock() + step.get("every", 0.0))
+            data = self._bytes_of(conn, step)  # anew: a sealed record takes fresh nonces
+            writes, offset = [], 0
+            for size in step.get("chunks", []):
+                writes.append(data[offset : offset + size])
+                offset += size
+            writes.append(data[offset:])
+            writes = [piece for piece in writes if piece]
             for index, piece in enumerate(writes):
                 if index:
                     self.pump(self.clock() + step.get("pause", 0.0))
                 self._write(conn, piece, self.clock() + SEND_TIMEOUT)
+        conn.switch_if_negotiated()  # spec: PRIV-11 (after our handshake, Noise's bytes)
         self._mark(step, self.clock())
 
     def _op_expect(self, step: JsonObject) -> None:
@@ -505,7 +561,9 @@ class Session:
         conn = self._conn(step)
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn.sock)  # not reading is the point
-        data = self._bytes_of(step) * 512
+        if conn.crypto.send is not None:
+            raise StepFailed("flood sends plaintext frames only (a vector error)")
+        data = self._bytes_of(conn, step) * 512
         sent = 0
         deadline = self.clock() + step["within"]
         while sent < step["max_bytes"]:
@@ -524,6 +582,95 @@ class Session:
             f"sent {sent} bytes without reading in {step['within']} s and the connection is "
             "still open"
         )
+
+    def _op_secure(self, step: JsonObject) -> None:
+        """Run the Noise handshake in the runner's role (spec/privacy.md section 3.2): the
+        initiator when the runner opened the connection. ``send_first`` (initiator): the
+        runner's handshake frame and message 1 in one write. ``then`` (responder): frames
+        sealed and sent in the same write as message 2. ``tamper``: ``zero_key`` sends a
+        message 1 of zero bytes, ``message2_tag`` a message 2 with a broken tag; the runner
+        then stops, for the implementation to close."""
+        conn = self._conn(step)
+        crypto = conn.crypto
+        deadline = self._reference(step) + step["within"]
+        ephemeral = bytes.fromhex(step["ephemeral"])
+        tamper = step.get("tamper")
+
+        def noise_bytes(count: int, what: str) -> bytes:
+            def arrived() -> bool:
+                raw = crypto.raw
+                return (raw is not None and len(raw) >= count) or not conn.reading
+
+            self.pump_until(arrived, deadline)
+            self._check_wire()
+            raw = crypto.raw
+            if raw is None or len(raw) < count:
+                held = "none" if raw is None else f"{len(raw)} bytes"
+                raise StepFailed(
+                    f"expected {what} ({count} bytes) on {conn.name} within {step['within']} s; "
+                    f"got {held}; {self._ending(conn)}"
+                )
+            message = bytes(raw[:count])
+            del raw[:count]
+            return message
+
+        if conn.runner_initiated:
+            if "send_first" in step:
+                first = self._bytes_of(conn, step, "send_first")
+                message1 = bytes(32) if tamper == "zero_key" else public_key(ephemeral)
+                self._write(conn, first + message1, self.clock() + SEND_TIMEOUT)
+                conn.switch_if_negotiated()
+                noise_bytes(0, "the implementation's handshake")
+                noise = crypto.noise(True, ephemeral)
+                noise.write_message()  # message 1 is the ephemeral public key: sent already
+            else:
+                noise_bytes(0, "the implementation's handshake, offering encryption")
+                noise = crypto.noise(True, ephemeral)
+                message1 = noise.write_message()
+                if tamper == "zero_key":
+                    message1 = bytes(32)
+                self._write(conn, message1, self.clock() + SEND_TIMEOUT)
+            if tamper is not None:
+                self._mark(step, self.clock())
+                return
+            message2 = noise_bytes(MESSAGE2_SIZE, "Noise message 2")
+            try:
+                noise.read_message(message2)
+            except NoiseError as exc:
+                raise StepFailed(f"the implementation's Noise message 2 fails: {exc}") from None
+            crypto.install(noise)
+        else:
+            message1 = noise_bytes(MESSAGE1_SIZE, "Noise message 1")
+            noise = crypto.noise(False, ephemeral)
+            try:
+                noise.read_message(message1)
+            except NoiseError as exc:
+                raise StepFailed(f"the implementation's Noise message 1 fails: {exc}") from None
+            reply = bytearray(noise.write_message())
+            if tamper == "message2_tag":
+                reply[-1] ^= 0x01
+                self._write(conn, bytes(reply), self.clock() + SEND_TIMEOUT)
+                self._mark(step, self.clock())
+                return
+            crypto.install(noise)
+            then = self._bytes_of(conn, step, "then") if "then" in step else b""
+            self._write(conn, bytes(reply) + then, self.clock() + SEND_TIMEOUT)
+        conn.take_opened(self.clock())
+        self._mark(step, self.clock())
+
+    def _op_send_record(self, step: JsonObject) -> None:
+        """Records of ``frames``, or one record of the bytes ``hex``, made wrong on purpose by
+        ``tamper`` (sealing.py's TAMPERS) when given."""
+        conn = self._conn(step)
+        if conn.crypto.send is None:
+            raise StepFailed(f"{conn.name} is not encrypted yet (a vector error)")
+        if "hex" in step:  # one record whose plaintext is these bytes, a wrong frame maybe
+            frames = [bytes.fromhex(step["hex"])]
+        else:
+            frames = [data for data, _ in self._frames_of(step)]
+        data = conn.crypto.seal(frames, step.get("tamper"))
+        self._write(conn, data, self.clock() + SEND_TIMEOUT)
+        self._mark(step, self.clock())
 
     def _op_end(self, step: JsonObject) -> None:
         self._conn(step).end()
@@ -584,6 +731,9 @@ def _check(value: Any, rule: Any, variables: dict[str, Any]) -> str | None:
         return None if low <= number <= high else f"is {number}, outside [{low}, {high}]"
     if "one_of" in rule:
         return None if value in rule["one_of"] else f"is {value!r}, not one of {rule['one_of']}"
+    if "bits_set" in rule:
+        missing = int(rule["bits_set"]) & ~_as_int(value)
+        return None if not missing else f"is {value!r}: bits {missing:#x} are not set"
     if "bits_within" in rule:
         extra = _as_int(value) & ~int(rule["bits_within"])
         return None if not extra else f"is {value!r}: bits {extra:#x} are not assigned"

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..machines.reasons import CloseReason
 from ..wire import MAGIC, MAX_HANDSHAKE_PAYLOAD, MAX_PAYLOAD, checksum
+from ..wire.registry import Feature, PrivacyFeature
 from .targets import profile
 from .vectorfiles import stale, write_rendered
 
@@ -37,6 +38,8 @@ RECONNECT_INTERVAL = float(PROFILE["reconnect_interval"])
 MAX_INBOUND = int(PROFILE["max_inbound_connections"])
 
 Step = dict[str, Any]
+ALL_FEATURES = sum(int(flag) for flag in Feature)  # the assigned bits (WIRE-46)
+ALL_PRIVACY_FEATURES = sum(int(flag) for flag in PrivacyFeature)
 RUNNER_NONCE = 0xAAAA_AAAA_AAAA_AAAA
 MAX_U64 = 2**64 - 1
 
@@ -785,8 +788,8 @@ def node_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
                     "a",
                     {
                         **THEIR_HANDSHAKE,
-                        "features": {"bits_within": 0x3F},
-                        "privacy_features": {"bits_within": 0x7F},
+                        "features": {"bits_within": ALL_FEATURES},
+                        "privacy_features": {"bits_within": ALL_PRIVACY_FEATURES},
                     },
                 ),
             ],
@@ -843,7 +846,18 @@ FILES = {
         "application, stopping (spec/node.md, spec/privacy.md).",
         node_cases,
     ),
+    "session-privacy.json": (
+        "The encrypted transport (spec/privacy.md section 3): the Noise handshake in both roles, "
+        "sealed records, and each way the Noise handshake and the records fail.",
+        lambda: _privacy_cases(),
+    ),
 }
+
+
+def _privacy_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
+    from .privacy_vectors import privacy_cases  # here: it builds on this module's helpers
+
+    return privacy_cases()
 
 
 def generate(name: str) -> dict[str, Any]:

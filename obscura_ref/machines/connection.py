@@ -12,6 +12,8 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 from enum import Enum
 
+from ..transport.noise import MESSAGE1_SIZE as NOISE_MESSAGE1_SIZE
+from ..transport.records import RecordError
 from ..wire import (
     MAX_HANDSHAKE_PAYLOAD,
     MAX_PAYLOAD,
@@ -24,8 +26,10 @@ from ..wire import (
     Opaque,
     Ping,
     Pong,
+    encode_frame,
     frame_bytes,
 )
+from ..wire.registry import PrivacyFeature
 from .events import (
     AbortTransport,
     Action,
@@ -55,8 +59,17 @@ from .events import (
     UnsolicitedPong,
 )
 from .handshake import Accepted, HandshakeProtocol, LocalHandshake, Role
-from .padding import PRIVACY_LEVELS, RandomSource, origin_padding
+from .padding import RandomSource, origin_padding
+from .privacy import policy_of
 from .reasons import LOCAL_REASONS, NODE_LIMIT_REASONS, CloseReason
+from .secure import (
+    NeedMore,
+    NoiseFailed,
+    RejectedInPlaintext,
+    SecureChannel,
+    noise_prologue,
+    record_reason,
+)
 from .table import Rule
 
 # The shortest duration a configuration may give (spec: CFG-5): a duration below a clock's
@@ -90,8 +103,7 @@ class ConnectionSettings:
     privacy_level: str = "standard"
 
     def __post_init__(self) -> None:
-        if self.privacy_level not in PRIVACY_LEVELS:
-            raise ValueError(f"privacy_level must be one of {PRIVACY_LEVELS}")
+        policy_of(self.privacy_level)  # a ValueError naming the levels
         check_durations(
             self,
             (
@@ -124,6 +136,7 @@ class ConnState(Enum):
 
     CONNECTING = "connecting"
     HANDSHAKING = "handshaking"
+    SECURING = "securing"
     ESTABLISHED = "established"
     CLOSING = "closing"
     CLOSED = "closed"
@@ -133,6 +146,8 @@ class ConnState(Enum):
 STATE_MEANINGS: dict[ConnState, str] = {
     ConnState.CONNECTING: "outbound only: the TCP connection is being opened",
     ConnState.HANDSHAKING: "the TCP connection exists; the handshake is under way",
+    ConnState.SECURING: "both handshakes offered encryption; the Noise handshake is under way "
+    "(spec/privacy.md section 3.4)",
     ConnState.ESTABLISHED: "the handshake is complete; messages flow",
     ConnState.CLOSING: "a close is decided; queued bytes are being written",
     ConnState.CLOSED: "nothing more happens",
@@ -154,6 +169,7 @@ class Input(Enum):
     DISCONNECT_FRAME = "disconnect_frame"
     OTHER_FRAME = "other_frame"
     INVALID_FRAME = "invalid_frame"
+    BROKEN_RECORD = "broken_record"
     END_OF_STREAM = "end_of_stream"
     TRANSPORT_FAILED = "transport_failed"
     TRANSPORT_CLOSED = "transport_closed"
@@ -172,6 +188,7 @@ class Input(Enum):
 TIMERS_OF_STATE: dict[ConnState, frozenset[Timer]] = {
     ConnState.CONNECTING: frozenset({Timer.CONNECT}),
     ConnState.HANDSHAKING: frozenset({Timer.HANDSHAKE}),
+    ConnState.SECURING: frozenset({Timer.HANDSHAKE}),  # spec: PRIV-32
     ConnState.ESTABLISHED: frozenset({Timer.PING, Timer.PONG, Timer.INACTIVITY}),
     ConnState.CLOSING: frozenset({Timer.CLOSE}),
     ConnState.CLOSED: frozenset(),
@@ -228,13 +245,17 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
     ),
     **{(C.HANDSHAKING, input_): rule for input_, rule in _HANDSHAKING_OR_ESTABLISHED.items()},
     (C.HANDSHAKING, Input.BYTES_RECEIVED): _rule(
-        "_decode", (C.HANDSHAKING, C.ESTABLISHED, C.CLOSING), "CONN-30", "decode frames in order"
+        "_decode",
+        (C.HANDSHAKING, C.SECURING, C.ESTABLISHED, C.CLOSING),
+        "CONN-30",
+        "decode frames in order",
     ),
     (C.HANDSHAKING, Input.HANDSHAKE_FRAME): _rule(
         "_peer_handshake",
-        (C.ESTABLISHED, C.CLOSING),
-        "HS-14, HS-13",
-        "handshake machine accepts (established) or rejects (close with its reason)",
+        (C.ESTABLISHED, C.SECURING, C.CLOSING),
+        "HS-14, HS-13, PRIV-11",
+        "handshake machine accepts (established, or securing when both offer encryption) "
+        "or rejects (close with its reason)",
     ),
     **{
         (C.HANDSHAKING, input_): _rule(
@@ -245,7 +266,34 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
     (C.HANDSHAKING, Input.HANDSHAKE_TIMER): _rule(
         "_handshake_timed_out", _CLOSE_TARGETS, "HS-22", "close `handshake_timeout`"
     ),
+    (C.SECURING, Input.BYTES_RECEIVED): _rule(
+        "_noise_bytes",
+        (C.SECURING, C.ESTABLISHED, C.CLOSING),
+        "PRIV-20, PRIV-21, PRIV-22, PRIV-23",
+        "Noise handshake: reply, then established; or close `noise_failed`/`noise_out_of_place`",
+    ),
+    (C.SECURING, Input.END_OF_STREAM): _rule(
+        "_end_of_stream", _CLOSE_TARGETS, "CONN-33", "close `peer_closed`"
+    ),
+    (C.SECURING, Input.TRANSPORT_FAILED): _rule(
+        "_transport_failed", (C.CLOSED,), "CONN-34", "closed `network_error`"
+    ),
+    (C.SECURING, Input.CLOSE): _rule(
+        "_close_locally", _CLOSE_TARGETS, "CONN-20, PRIV-34", "sealed Disconnect if a key; close"
+    ),
+    (C.SECURING, Input.HANDSHAKE_TIMER): _rule(
+        "_handshake_timed_out", _CLOSE_TARGETS, "PRIV-32", "close `handshake_timeout`"
+    ),
+    (C.SECURING, Input.NODE_LIMIT): _rule(
+        "_node_limit", (C.CLOSED,), "NODE-2, NODE-11, NODE-14", "abort; closed with its reason"
+    ),
     **{(C.ESTABLISHED, input_): rule for input_, rule in _HANDSHAKING_OR_ESTABLISHED.items()},
+    (C.ESTABLISHED, Input.BROKEN_RECORD): _rule(
+        "_broken_record",
+        _CLOSE_TARGETS,
+        "PRIV-26, PRIV-27, PRIV-28, PRIV-30, PRIV-36",
+        "close with the record error's reason (sealed Disconnect)",
+    ),
     (C.ESTABLISHED, Input.BYTES_RECEIVED): _rule(
         "_decode", (C.ESTABLISHED, C.CLOSING), "CONN-30", "decode frames in order"
     ),
@@ -363,6 +411,7 @@ class PeerConnection:
         self.settings = settings
         self.opened_at = now
         self._rng = rng
+        self._policy = policy_of(settings.privacy_level)
         role = Role.INITIATOR if direction is Direction.OUTBOUND else Role.RESPONDER
         self.handshake = HandshakeProtocol(role, local, nonce, timestamp, own_nonces)
         # spec: CONN-1
@@ -377,6 +426,11 @@ class PeerConnection:
         self._close_detail = ""
         # spec: HS-23 (until the handshake completes, no frame may be larger than a handshake)
         self._decoder = FrameDecoder(max_payload=MAX_HANDSHAKE_PAYLOAD)
+        # The encrypted transport, once both handshakes offer it (spec/privacy.md section 3):
+        # it then takes every received byte instead of the decoder, and seals every frame.
+        self._secure: SecureChannel | None = None
+        self._own_handshake_frame = b""  # as sent: bound into the Noise prologue (PRIV-20)
+        self.session_id: bytes | None = None  # spec: PRIV-21, PRIV-35
         self._armed: dict[Timer, float] = {}
         self._nonce_released = False
         self._outstanding_ping: tuple[int, float] | None = None  # nonce, time sent
@@ -384,7 +438,7 @@ class PeerConnection:
         # Per-step scratch: the time of the event being handled and the actions it produced.
         self._now = now
         self._actions: list[Action] = []
-        self._pending: Event | Frame | DecodeError | None = None
+        self._pending: Event | Frame | DecodeError | RecordError | None = None
         self._started = False
 
     def start(self) -> list[Action]:
@@ -406,7 +460,8 @@ class PeerConnection:
     def held_bytes(self) -> int:
         """Bytes read from the peer and still held: what is not yet decoded and the unfinished
         frame (spec/node.md section 2, NODE-14)."""
-        return self._decoder.buffered + self._decoder.pending
+        held = self._decoder.buffered + self._decoder.pending
+        return held if self._secure is None else held + self._secure.held_bytes
 
     @property
     def last_received(self) -> float:
@@ -428,8 +483,9 @@ class PeerConnection:
 
     @property
     def is_open(self) -> bool:
-        """Handshaking or established: a close now would send a Disconnect (CONN-20)."""
-        return self.state in (C.HANDSHAKING, C.ESTABLISHED)
+        """Handshaking, securing or established: a close now would send a Disconnect (CONN-20),
+        sealed if the connection is encrypted (PRIV-34)."""
+        return self.state in (C.HANDSHAKING, C.SECURING, C.ESTABLISHED)
 
     @property
     def accepts_app_messages(self) -> bool:
@@ -440,7 +496,7 @@ class PeerConnection:
     def reads(self) -> bool:
         """Received bytes mean something: decoded while open, read and discarded while closing
         until the peer's end of stream (NODE-4)."""
-        return self.state in (C.HANDSHAKING, C.ESTABLISHED, C.CLOSING)
+        return self.state in (C.HANDSHAKING, C.SECURING, C.ESTABLISHED, C.CLOSING)
 
     @property
     def is_closing(self) -> bool:
@@ -449,8 +505,8 @@ class PeerConnection:
 
     @property
     def is_live(self) -> bool:
-        """Connecting, handshaking or established: its close has not begun."""
-        return self.state in (C.CONNECTING, C.HANDSHAKING, C.ESTABLISHED)
+        """Connecting, handshaking, securing or established: its close has not begun."""
+        return self.state in (C.CONNECTING, C.HANDSHAKING, C.SECURING, C.ESTABLISHED)
 
     def handle(self, event: Event, now: float) -> list[Action]:
         """Feed one event; returns the actions to carry out, in order."""
@@ -481,7 +537,7 @@ class PeerConnection:
             return
         self._fire(_EVENT_INPUT[type(event)], event)
 
-    def _fire(self, input_: Input, subject: Event | Frame | DecodeError) -> None:
+    def _fire(self, input_: Input, subject: Event | Frame | DecodeError | RecordError) -> None:
         rule = CONNECTION_TRANSITIONS.get((self.state, input_))
         if rule is None:
             # Every pair a peer can cause is in the table; a missing pair is a caller's bug.
@@ -506,9 +562,13 @@ class PeerConnection:
         fields = message.encode()  # once: the padding depends on its length
         padding = b""
         opaque = isinstance(message, Opaque)  # spec: PRIV-2 (an opaque payload is sent as given)
-        if self.settings.privacy_level == "standard" and not opaque:
+        if self._policy.pad_frames and not opaque:
             padding = origin_padding(len(fields), self._rng)  # spec: PRIV-1
         data = frame_bytes(message.message_type, fields, padding)
+        if isinstance(message, Handshake):
+            self._own_handshake_frame = data
+        elif self._secure is not None:
+            data = self._secure.seal(data)  # spec: PRIV-24 (every frame after Noise, sealed)
         self.bytes_sent += len(data)
         self._emit(SendBytes(data))
 
@@ -547,8 +607,11 @@ class PeerConnection:
         self._release_nonce()
         if fault is not None:
             self._emit(fault)  # spec: CONN-31
-        if notify and reason.value.sent:
-            # spec: CONN-20, CONN-25 (after all queued before it; no rule of closing sends)
+        # spec: PRIV-34 (on an encrypted connection, only sealed: not before this side's keys)
+        may_send = self._secure is None or self._secure.can_seal
+        if notify and reason.value.sent and may_send:
+            # spec: CONN-20, CONN-25, PRIV-36 (after all queued before it; no rule of closing
+            # sends)
             self._send_frame(Disconnect(reason.code))
         self._emit(CloseTransport())
         self._arm(Timer.CLOSE, "close_timeout")  # spec: CONN-23
@@ -612,14 +675,22 @@ class PeerConnection:
         if event.data:
             self._last_received = self._now  # spec: KA-6
             self.bytes_received += len(event.data)
-        self._decoder.push(event.data)
+        source = self._decoder if self._secure is None else self._secure  # spec: PRIV-24
+        source.push(event.data)
+        return self._pull_frames()
+
+    def _pull_frames(self) -> ConnState:
         # One frame at a time, each under the rules of the state the one before left us in.
         while self.state in _DECODING:  # spec: CONN-24 (then undecoded)
-            item = self._decoder.pull()  # spec: CONN-30
+            # Asked anew for each frame: the handshake frame can hand the stream on (PRIV-11).
+            source = self._decoder if self._secure is None else self._secure
+            item = source.pull()  # spec: CONN-30, PRIV-24
             if item is None:
                 break
             if isinstance(item, DecodeError):
                 self._fire(Input.INVALID_FRAME, item)
+            elif isinstance(item, RecordError):
+                self._fire(Input.BROKEN_RECORD, item)
             else:
                 self._fire(_FRAME_INPUT[type(item.message)], item)
         return self.state
@@ -651,16 +722,67 @@ class PeerConnection:
             return self._begin_close(outcome.reason, outcome.detail, fault=None)
         if outcome.reply is not None:
             self._send_frame(outcome.reply)  # spec: HS-3
-        # spec: HS-14 (complete: established, with the negotiated values reported)
         self.negotiated = outcome.negotiated
+        self._release_nonce()
+        if not outcome.negotiated.privacy_features & PrivacyFeature.EncryptedTransport:
+            return self._establish()
+        # spec: PRIV-11, PRIV-20 (both offered encryption: the Noise handshake, right now)
+        peer_frame = encode_frame(message, self._frame().padding)
+        initiator = self.direction is Direction.OUTBOUND
+        own, theirs = self._own_handshake_frame, peer_frame
+        prologue = noise_prologue(*((own, theirs) if initiator else (theirs, own)))
+        self._secure = SecureChannel(initiator, prologue, self._rng, self._policy.pad_records)
+        if initiator:
+            self._emit(SendBytes(self._secure.start()))  # spec: PRIV-20 (message 1)
+            self.bytes_sent += NOISE_MESSAGE1_SIZE
+        # What the peer sent after its handshake, in the same reads, is already Noise's.
+        rest = self._decoder.take_rest()
+        self.state = C.SECURING
+        return self._secure_bytes(rest) if rest else C.SECURING
+
+    def _establish(self) -> ConnState:
+        """The handshake, and the Noise handshake if any, are complete (spec: HS-14):
+        established, with the negotiated values reported."""
+        assert self.negotiated is not None
         self.established_at = self._now
         self._decoder.max_payload = MAX_PAYLOAD  # spec: HS-23 (the handshake's limit ends)
-        self._release_nonce()
-        self._cancel_all_timers()
+        self._cancel_all_timers()  # spec: PRIV-32 (the handshake timer ran until now)
         self._arm(Timer.PING, "ping_interval")  # spec: KA-1
         self._arm(Timer.INACTIVITY, "inactivity_timeout", since=self._last_received)
-        self._emit(Established(outcome.negotiated))
+        self._emit(Established(self.negotiated, self.session_id))
         return C.ESTABLISHED
+
+    def _noise_bytes(self) -> ConnState:
+        event = self._pending
+        assert isinstance(event, BytesReceived)
+        if event.data:
+            self._last_received = self._now  # spec: KA-6
+            self.bytes_received += len(event.data)
+        return self._secure_bytes(event.data)
+
+    def _secure_bytes(self, data: bytes) -> ConnState:
+        assert self._secure is not None
+        step = self._secure.handshake(data)
+        if isinstance(step, NeedMore):
+            return C.SECURING
+        if isinstance(step, NoiseFailed):
+            # spec: PRIV-22, PRIV-23, PRIV-34 (nothing sent: no Disconnect without a key)
+            return self._begin_close(step.reason, step.detail, notify=False, fault=None)
+        if isinstance(step, RejectedInPlaintext):
+            self._pending = step.frame
+            return self._peer_disconnected()  # spec: PRIV-23, CONN-22
+        if step.reply is not None:
+            self._emit(SendBytes(step.reply))  # spec: PRIV-20 (message 2)
+            self.bytes_sent += len(step.reply)
+        self.session_id = step.session_id  # spec: PRIV-21
+        self.state = self._establish()
+        return self._pull_frames()  # records that came with the Noise message
+
+    def _broken_record(self) -> ConnState:
+        error = self._pending
+        assert isinstance(error, RecordError)
+        # spec: PRIV-26, PRIV-27, PRIV-28, PRIV-30, PRIV-36 (its Disconnect goes sealed)
+        return self._begin_close(record_reason(error), str(error), fault=None)
 
     def _handshake_timed_out(self) -> ConnState:
         # spec: HS-22
@@ -676,6 +798,13 @@ class PeerConnection:
         )
 
     def _end_of_stream(self) -> ConnState:
+        if self._secure is not None:
+            cut = self._secure.eof()
+            if cut is not None:  # spec: PRIV-29
+                return self._begin_close(record_reason(cut), str(cut), notify=False, fault=None)
+            return self._begin_close(
+                CloseReason.PEER_CLOSED, "end of stream", notify=False, fault=None
+            )
         truncated = self._decoder.eof()
         if truncated is not None:  # spec: CONN-33 (a frame cut short is invalid)
             fault = Misbehaviour(

@@ -169,9 +169,11 @@ class Negotiated:
 
 @dataclass(frozen=True, slots=True)
 class Established:
-    """The handshake completed: the negotiated values (spec: HS-17)."""
+    """The handshake completed: the negotiated values (spec: HS-17), and for an encrypted
+    connection its session id, the Noise handshake hash (spec: PRIV-21, PRIV-35)."""
 
     negotiated: Negotiated
+    session_id: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

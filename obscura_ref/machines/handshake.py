@@ -14,6 +14,7 @@ from enum import Enum
 
 from .. import __version__
 from ..wire import Handshake
+from ..wire.registry import PrivacyFeature
 from .events import LocalProtocolError, Negotiated
 from .reasons import CloseReason
 from .table import Rule
@@ -38,13 +39,15 @@ class LocalHandshake:
     user_agent: str = f"obscura-ref/{__version__}"
     best_block_hash: bytes = bytes(32)
     best_block_height: int = 0
+    # spec: PRIV-12 (the privacy level requires EncryptedTransport of the peer)
+    requires_encryption: bool = False
 
 
 # spec/handshake.md table 3.1: the checks each role makes, in order (spec: HS-11). The orders
 # differ because the origin's do.
 CHECK_ORDER: dict[Role, tuple[str, ...]] = {
-    Role.INITIATOR: ("nonce", "version"),
-    Role.RESPONDER: ("version", "nonce"),
+    Role.INITIATOR: ("nonce", "version", "encryption"),
+    Role.RESPONDER: ("version", "nonce", "encryption"),
 }
 
 
@@ -167,7 +170,11 @@ class HandshakeProtocol:
 
     def _judge(self, reply: Handshake | None) -> HandshakeState:
         assert self._peer is not None
-        checks = {"nonce": self._check_nonce, "version": self._check_version}
+        checks = {
+            "nonce": self._check_nonce,
+            "version": self._check_version,
+            "encryption": self._check_encryption,
+        }
         for name in CHECK_ORDER[self.role]:  # spec: HS-11
             rejected = checks[name](self._peer)
             if rejected is not None:
@@ -187,6 +194,14 @@ class HandshakeProtocol:
     def _check_nonce(self, peer: Handshake) -> Rejected | None:
         if peer.nonce in self._own_nonces:  # spec: HS-12
             return Rejected(CloseReason.SELF_CONNECTION, f"nonce {peer.nonce:#018x} is our own")
+        return None
+
+    def _check_encryption(self, peer: Handshake) -> Rejected | None:
+        offered = peer.privacy_features & PrivacyFeature.EncryptedTransport
+        if self.local.requires_encryption and not offered:  # spec: PRIV-12
+            return Rejected(
+                CloseReason.ENCRYPTION_REQUIRED, "the peer's handshake does not offer encryption"
+            )
         return None
 
 

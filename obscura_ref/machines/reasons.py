@@ -48,6 +48,9 @@ class CloseReason(Enum):
     SELF_CONNECTION = ReasonInfo(
         13, True, False, "HS-12", "the peer's handshake nonce is one of this node's own"
     )
+    ENCRYPTION_REQUIRED = ReasonInfo(
+        14, True, False, "PRIV-12", "this node requires encryption and the peer does not offer it"
+    )
     HANDSHAKE_TIMEOUT = ReasonInfo(
         20, True, False, "HS-22", "the handshake did not complete within handshake_timeout"
     )
@@ -78,6 +81,34 @@ class CloseReason(Enum):
     )
     MEMORY_BUDGET = ReasonInfo(
         35, False, False, "NODE-14", "the node's memory budget was reached and this peer held most"
+    )
+    # The encrypted transport (spec/privacy.md section 3). None is a misbehaviour: bytes that
+    # fail here can be a broken line's or an on-path attacker's as much as the peer's, and a
+    # ban would let such an attacker have honest peers banned. The record reasons are sent,
+    # sealed (PRIV-36); the Noise ones are not, as no key may exist yet (PRIV-34).
+    NOISE_FAILED = ReasonInfo(
+        40, False, False, "PRIV-22", "the Noise handshake failed: a bad tag or a low-order key"
+    )
+    NOISE_OUT_OF_PLACE = ReasonInfo(
+        41, False, False, "PRIV-23", "the peer sent a frame where its Noise message belongs"
+    )
+    RECORD_FORGED = ReasonInfo(
+        42, True, False, "PRIV-27", "a sealed record whose length or body does not authenticate"
+    )
+    RECORD_REPLAYED = ReasonInfo(
+        43, True, False, "PRIV-28", "a sealed record that was already received, sent again"
+    )
+    RECORD_REORDERED = ReasonInfo(
+        44, True, False, "PRIV-28", "a sealed record that belongs later in the stream"
+    )
+    RECORD_TRUNCATED = ReasonInfo(
+        45, False, False, "PRIV-29", "the peer ended the stream inside a sealed record"
+    )
+    RECORD_TOO_LARGE = ReasonInfo(
+        46, True, False, "PRIV-26", "a sealed record longer than MAX_RECORD"
+    )
+    RECORD_NOT_ONE_FRAME = ReasonInfo(
+        47, True, False, "PRIV-30", "a sealed record that ends inside its frame"
     )
 
     @property

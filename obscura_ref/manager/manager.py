@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from ..machines.padding import RandomSource
+from ..machines.privacy import policy_of
 from ..machines.reasons import CloseReason
 from .admission import inbound_admission, may_open_outbound
 from .backoff import MAX_FAILURES, reconnect_delay
@@ -434,7 +435,7 @@ class ConnectionManager:
         entry.next_attempt = self._now + delay  # spec: RECO-4
 
     def _rotate(self) -> None:
-        if self.settings.privacy_level == "none":
+        if not policy_of(self.settings.privacy_level).rotate:  # spec: PRIV-10
             return
         outbound = [self._facts(p) for p in self._counting(PeerType.OUTBOUND)]
         chosen = choose_rotation(outbound, self.settings.max_outbound_connections, self._now)

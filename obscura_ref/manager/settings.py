@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..machines.connection import check_durations
+from ..machines.privacy import policy_of
 
 _COUNTS = (
     "max_outbound_connections",
@@ -52,6 +53,7 @@ class ManagerSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a whole number of at least 0, got {value!r}")
         check_durations(self, _DURATIONS)
+        policy_of(self.privacy_level)  # a ValueError naming the levels
         if self.reconnect_max_interval < self.reconnect_interval:
             raise ValueError(
                 f"reconnect_max_interval ({self.reconnect_max_interval}) must not be below "

@@ -144,6 +144,7 @@ class FrameDecoder:
         self._buffer = bytearray()  # the header being read, then the payload being read
         self._header: tuple[MessageType, int, bytes] | None = None  # once the header passed
         self._error: DecodeError | None = None
+        self._handed_on = False  # take_rest() was called: the stream is another layer's
 
     @property
     def error(self) -> DecodeError | None:
@@ -189,6 +190,8 @@ class FrameDecoder:
         return out
 
     def _check_usable(self) -> None:
+        if self._handed_on:
+            raise RuntimeError("the decoder handed the stream on (take_rest)")
         if self._error is not None:  # spec: WIRE-14
             raise RuntimeError(f"decoder already failed with {self._error.code.value}")
 
@@ -239,10 +242,23 @@ class FrameDecoder:
         self._header = None
         return decode_body(message_type, expected, payload)
 
+    def take_rest(self) -> bytes:
+        """Hand back the bytes pushed and not yet decoded, between two frames, and decode
+        nothing more: the stream goes on in another layer's format (spec/privacy.md PRIV-11,
+        the Noise handshake that follows the handshake frames in the same reads)."""
+        self._check_usable()
+        if self._buffer or self._header is not None:
+            raise RuntimeError("take_rest() inside a frame")
+        rest = b"".join(self._input)
+        self._input.clear()
+        self._input_size = 0
+        self._handed_on = True
+        return rest
+
     def eof(self) -> DecodeError | None:
         """Tell the decoder the stream has ended; returns ``truncated_frame`` when it ended inside
         a frame, else None."""
-        if self._error is not None:
+        if self._error is not None or self._handed_on:
             return None
         if self._buffer or self._header is not None or self._input:  # spec: WIRE-11
             held = len(self._buffer) + self._input_size

@@ -74,6 +74,8 @@ class PrivacyFeature(IntFlag):  # spec: WIRE-47 (one bit per flag)
     DandelionPlusPlus = 0x10
     Tor = 0x20
     I2P = 0x40
+    # Not the origin's: the encrypted transport of spec/privacy.md section 3 (errata E-19).
+    EncryptedTransport = 0x80
 
 
 def flag_names(flags: type[IntFlag], value: int) -> list[str]:

@@ -1,0 +1,256 @@
+"""Session vectors of the encrypted transport (spec/privacy.md section 3): session-privacy.json.
+
+The runner plays the Noise initiator on the connections it opens and the responder on the one
+the implementation dials; its ephemeral keys are fixed in each case, the implementation's are
+its own, so what is checked is what the runner opens: the frames inside the records, and the
+reasons of the sealed Disconnects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..wire.registry import PrivacyFeature
+from .session_vectors import (
+    HANDSHAKE_TIMEOUT,
+    LATE,
+    PING_INTERVAL,
+    THEIR_HANDSHAKE,
+    Step,
+    accept,
+    case,
+    connect,
+    disconnect,
+    expect,
+    expect_close,
+    handshake,
+    opaque,
+    ping,
+    raw,
+    send,
+    their_ping,
+    their_pong,
+)
+
+ENCRYPTED = int(PrivacyFeature.EncryptedTransport)
+# The runner's Noise ephemeral private keys (X25519), fixed so that a case is the same bytes
+# each time it runs.
+RUNNER_EPHEMERAL = bytes(range(1, 33)).hex()
+RUNNER_EPHEMERAL_2 = bytes(range(33, 65)).hex()
+OFFERING = {**THEIR_HANDSHAKE, "privacy_features": {"bits_set": ENCRYPTED}}
+
+
+def offer(**fields: Any) -> dict[str, Any]:
+    """The runner's handshake, offering the encrypted transport (PRIV-11)."""
+    return handshake(privacy_features=ENCRYPTED, **fields)
+
+
+def secure(conn: str = "a", ephemeral: str = RUNNER_EPHEMERAL, **more: Any) -> Step:
+    return {"op": "secure", "conn": conn, "ephemeral": ephemeral, "within": 1.0, **more}
+
+
+def send_record(conn: str, *frames: dict[str, Any], tamper: str, **more: Any) -> Step:
+    return {"op": "send_record", "conn": conn, "frames": list(frames), "tamper": tamper, **more}
+
+
+def encrypted(conn: str = "a") -> list[Step]:
+    """Open a connection, offer encryption, and complete both handshakes as the initiator."""
+    return [
+        connect(conn),
+        send(conn, offer()),
+        expect(conn, OFFERING),
+        secure(conn),
+    ]
+
+
+def encrypted_as_responder(conn: str = "a") -> list[Step]:
+    """Take the implementation's connection and complete both handshakes as the responder."""
+    return [accept(conn), expect(conn, OFFERING), send(conn, offer()), secure(conn)]
+
+
+def privacy_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
+    echo = opaque("Inv", b"sealed and echoed")
+    responder = [
+        case(
+            "both offer encryption: the Noise handshake, then a sealed ping, pong and echo",
+            "PRIV-11, PRIV-20, PRIV-21, PRIV-24",
+            [
+                *encrypted(),
+                send("a", ping(5)),
+                expect("a", their_pong("5")),
+                send("a", echo),
+                expect("a", {"type": "Inv", "payload": echo["payload"]}),
+                send("a", disconnect(1)),
+                expect_close("a", []),
+            ],
+        ),
+        case(
+            "the runner's handshake and Noise message 1 in one write",
+            "PRIV-11, PRIV-20",
+            [
+                connect(),
+                secure("a", send_first=[offer()]),
+                expect("a", OFFERING),
+                send("a", ping(6)),
+                expect("a", their_pong("6")),
+            ],
+        ),
+        case(
+            "a peer that does not offer encryption is served in plaintext",
+            "PRIV-11",
+            [
+                connect(),
+                send("a", handshake()),
+                expect("a", OFFERING),
+                send("a", ping(7)),
+                expect("a", their_pong("7")),
+            ],
+        ),
+        case(
+            "past 500 records each way the keys are replaced (REKEY) and records still open",
+            "PRIV-25",
+            [
+                *encrypted(),
+                send("a", echo, repeat=510),
+                send("a", ping(8)),
+                expect("a", their_pong("8"), within=5.0, ignore=["Inv"]),
+            ],
+        ),
+    ]
+    noise = [
+        case(
+            "a plaintext ping where Noise message 1 belongs: closed, nothing sent",
+            "PRIV-23, PRIV-34",
+            [connect(), send("a", offer()), expect("a", OFFERING), send("a", ping(1))]
+            + [expect_close("a", [])],
+        ),
+        case(
+            "a Disconnect where Noise message 1 belongs is the initiator's rejection",
+            "PRIV-23",
+            [connect(), send("a", offer()), expect("a", OFFERING), send("a", disconnect(12))]
+            + [expect_close("a", [])],
+        ),
+        case(
+            "Noise message 1 of 32 zero bytes (a low-order key): closed, nothing sent",
+            "PRIV-22, PRIV-34",
+            [connect(), send("a", offer()), expect("a", OFFERING)]
+            + [secure("a", tamper="zero_key"), expect_close("a", [])],
+        ),
+        case(
+            "no Noise message 1 within handshake_timeout: closed, nothing sent",
+            "PRIV-32, PRIV-34",
+            [connect(), send("a", offer()), expect("a", OFFERING)]
+            + [expect_close("a", [], within=HANDSHAKE_TIMEOUT + LATE)],
+        ),
+    ]
+    bad_frame = raw(0x02, bytes(8), check=b"\x00\x00\x00\x00")  # a ping with a wrong checksum
+    records = [
+        case(
+            f"a record {what}: closed with a sealed Disconnect `{reason}`",
+            f"{requirement}, PRIV-36",
+            [*encrypted(), *steps, expect_close("a", [reason])],
+        )
+        for what, reason, requirement, steps in (
+            (
+                "whose length's tag is broken",
+                "record_forged",
+                "PRIV-27",
+                [send_record("a", ping(1), tamper="length_tag")],
+            ),
+            (
+                "whose body's tag is broken",
+                "record_forged",
+                "PRIV-27",
+                [send_record("a", ping(1), tamper="body_tag")],
+            ),
+            (
+                "sent twice",
+                "record_replayed",
+                "PRIV-28",
+                [send("a", ping(2)), expect("a", their_pong("2"))]
+                + [send_record("a", tamper="replay")],
+            ),
+            (
+                "sent before the one due",
+                "record_reordered",
+                "PRIV-28",
+                [send_record("a", ping(3), ping(4), tamper="reorder")],
+            ),
+            (
+                "whose length is above MAX_RECORD",
+                "record_too_large",
+                "PRIV-26",
+                [send_record("a", tamper="too_large")],
+            ),
+            (
+                "that ends inside its frame",
+                "record_not_one_frame",
+                "PRIV-30",
+                [send_record("a", ping(5), tamper="not_one_frame")],
+            ),
+        )
+    ]
+    records.append(
+        case(
+            "a record whose frame is invalid: closed with a sealed Disconnect `invalid_message`",
+            "PRIV-30, PRIV-36",
+            [*encrypted()]
+            + [{"op": "send_record", "conn": "a", "hex": bad_frame}]
+            + [expect_close("a", ["invalid_message"])],
+        )
+    )
+    records.append(
+        case(
+            "the stream ends inside a record: closed, nothing sent",
+            "PRIV-29",
+            [*encrypted(), send_record("a", ping(6), tamper="truncate")]
+            + [{"op": "end", "conn": "a"}, expect_close("a", [])],
+        )
+    )
+    initiator = [
+        case(
+            "the implementation dials: it is the Noise initiator, and pings inside records",
+            "PRIV-11, PRIV-20, PRIV-21, PRIV-24",
+            [
+                *encrypted_as_responder(),
+                expect("a", their_ping(), within=PING_INTERVAL + LATE, capture={"n": "nonce"}),
+                send("a", {"type": "Pong", "nonce": {"var": "n"}}),
+                send("a", ping(9)),
+                expect("a", their_pong("9")),
+            ],
+        ),
+        case(
+            "Noise message 2 and a sealed ping in one write",
+            "PRIV-20, PRIV-24",
+            [
+                accept(),
+                expect("a", OFFERING),
+                send("a", offer()),
+                secure("a", RUNNER_EPHEMERAL_2, then=[ping(10)]),
+                expect("a", their_pong("10")),
+            ],
+        ),
+        case(
+            "Noise message 2 with a broken tag: closed, nothing sent",
+            "PRIV-22, PRIV-34",
+            [accept(), expect("a", OFFERING), send("a", offer())]
+            + [secure("a", tamper="message2_tag"), expect_close("a", [])],
+        ),
+        case(
+            "a plaintext ping where Noise message 2 belongs: closed, nothing sent",
+            "PRIV-23, PRIV-34",
+            [accept(), expect("a", OFFERING), send("a", offer())]
+            + [send("a", ping(1)), expect_close("a", [])],
+        ),
+    ]
+    return [
+        ("encrypted", "Both peers offer encryption, or one does not.", "responder", responder),
+        (
+            "noise",
+            "The Noise handshake's failures (PRIV-22, PRIV-23, PRIV-32).",
+            "responder",
+            noise,
+        ),
+        ("records", "Sealed records made wrong on purpose.", "responder", records),
+        ("initiator", "The implementation as the Noise initiator.", "initiator", initiator),
+    ]

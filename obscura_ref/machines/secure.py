@@ -1,0 +1,191 @@
+"""The encrypted transport's sub-machine, ``SecureChannel`` (spec/privacy.md section 3).
+
+``PeerConnection`` makes one when both handshakes set ``EncryptedTransport`` and hands it every
+byte from then on. It runs the Noise handshake (section 3.2), then stands where the frame
+decoder stood: it opens sealed records and hands back the frames inside them, and seals the
+frames the connection sends (section 3.3). Like ``HandshakeProtocol`` it returns outcomes; the
+connection machine turns them into actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..transport.noise import (
+    MESSAGE1_SIZE,
+    MESSAGE2_SIZE,
+    NoiseError,
+    NoiseHandshake,
+    public_key,
+)
+from ..transport.records import RecordError, RecordOpener, RecordSealer, split_record
+from ..wire import (
+    MAGIC,
+    MAX_HANDSHAKE_PAYLOAD,
+    MAX_PAYLOAD,
+    DecodeError,
+    Disconnect,
+    Frame,
+    FrameDecoder,
+)
+from .padding import RandomSource, random_bytes
+from .reasons import CloseReason
+
+PROLOGUE_LABEL = b"OBX noise v1"  # spec: PRIV-20 (the prologue's first 12 bytes)
+
+
+def noise_prologue(initiator_handshake: bytes, responder_handshake: bytes) -> bytes:
+    """Both handshake frames as they travelled, bound into the Noise handshake (PRIV-20)."""
+    return PROLOGUE_LABEL + initiator_handshake + responder_handshake
+
+
+def draw_ephemeral(rng: RandomSource) -> bytes:
+    """A Noise ephemeral private key from the node's random source, drawn again while its
+    public key begins with MAGIC, which a receiver would take for a frame (spec: PRIV-33)."""
+    while True:
+        private = random_bytes(rng, 32)
+        if public_key(private)[: len(MAGIC)] != MAGIC:
+            return private
+
+
+@dataclass(frozen=True)
+class NeedMore:
+    """The Noise message is incomplete."""
+
+
+@dataclass(frozen=True)
+class Secured:
+    """The Noise handshake is complete; ``reply`` is the responder's message 2, to send now."""
+
+    reply: bytes | None
+    session_id: bytes
+
+
+@dataclass(frozen=True)
+class NoiseFailed:
+    reason: CloseReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class RejectedInPlaintext:
+    """Responder only: the initiator rejected our handshake and said so with a plaintext
+    Disconnect where its Noise message 1 would be (spec: PRIV-23, HS-13)."""
+
+    frame: Frame
+
+
+NoiseStep = NeedMore | Secured | NoiseFailed | RejectedInPlaintext
+
+_RECORD_REASONS = {reason.label: reason for reason in CloseReason}
+
+
+def record_reason(error: RecordError) -> CloseReason:
+    """The close reason of a record error: the reasons are named as the error codes."""
+    return _RECORD_REASONS[error.code.value]
+
+
+class SecureChannel:
+    """One connection's Noise handshake, then its sealed records."""
+
+    def __init__(
+        self, initiator: bool, prologue: bytes, rng: RandomSource, pad_records: bool
+    ) -> None:
+        self.initiator = initiator
+        self._noise = NoiseHandshake(initiator, prologue, draw_ephemeral(rng))  # spec: PRIV-33
+        self._pad_records = pad_records
+        self._message = bytearray()  # the peer's Noise message as it arrives (48 bytes at most)
+        self._expected = MESSAGE2_SIZE if initiator else MESSAGE1_SIZE
+        self._plain: FrameDecoder | None = None  # a responder's view of a plaintext frame
+        self._sealer: RecordSealer | None = None
+        self._opener: RecordOpener | None = None
+        self.session_id: bytes | None = None
+        self.max_payload = MAX_PAYLOAD
+
+    def start(self) -> bytes:
+        """Initiator only: message 1, sent right after the responder's handshake is accepted
+        (spec: PRIV-20)."""
+        return self._noise.write_message()
+
+    @property
+    def can_seal(self) -> bool:
+        """This side holds its sending CipherState (spec: PRIV-34)."""
+        return self._sealer is not None
+
+    @property
+    def held_bytes(self) -> int:
+        if self._opener is None:
+            plain = 0 if self._plain is None else self._plain.buffered + self._plain.pending
+            return len(self._message) + plain
+        return self._opener.buffered + self._opener.pending
+
+    def handshake(self, data: bytes) -> NoiseStep:
+        """Bytes of the Noise handshake; any bytes after the peer's message are records, kept
+        for ``pull``."""
+        if self._plain is not None:
+            return self._plain_frame(data)
+        take = self._expected - len(self._message)
+        self._message += data[:take]
+        rest = data[take:]
+        if len(self._message) >= len(MAGIC) and self._message[: len(MAGIC)] == MAGIC:
+            if not self.initiator:
+                # spec: PRIV-23 (an initiator that rejected our handshake says so in plaintext)
+                self._plain = FrameDecoder(max_payload=MAX_HANDSHAKE_PAYLOAD)
+                message, self._message = bytes(self._message), bytearray()
+                return self._plain_frame(message + rest)
+            # spec: PRIV-23
+            return NoiseFailed(
+                CloseReason.NOISE_OUT_OF_PLACE, "a frame's magic where a Noise message belongs"
+            )
+        if len(self._message) < self._expected:
+            return NeedMore()
+        try:
+            self._noise.read_message(bytes(self._message))  # spec: PRIV-20, PRIV-22
+            reply = None if self.initiator else self._noise.write_message()
+        except NoiseError as error:
+            return NoiseFailed(CloseReason.NOISE_FAILED, error.detail)  # spec: PRIV-22
+        send, receive = self._noise.split()  # spec: PRIV-21
+        self._sealer = RecordSealer(send, self._pad_records)
+        self._opener = RecordOpener(receive)
+        self._opener.push(rest)
+        self.session_id = self._noise.handshake_hash  # spec: PRIV-21
+        self._message = bytearray()
+        return Secured(reply, self.session_id)
+
+    def _plain_frame(self, data: bytes) -> NoiseStep:
+        assert self._plain is not None
+        self._plain.push(data)
+        item = self._plain.pull()
+        if item is None:
+            return NeedMore()
+        if isinstance(item, Frame) and isinstance(item.message, Disconnect):
+            return RejectedInPlaintext(item)  # spec: PRIV-23, CONN-22
+        kind = item.message.message_type.name if isinstance(item, Frame) else str(item)
+        # spec: PRIV-23
+        return NoiseFailed(
+            CloseReason.NOISE_OUT_OF_PLACE,
+            f"a plaintext frame ({kind}) where Noise message 1 belongs",
+        )
+
+    def seal(self, frame: bytes) -> bytes:
+        assert self._sealer is not None
+        return self._sealer.seal(frame)  # spec: PRIV-24, PRIV-31
+
+    def push(self, data: bytes) -> None:
+        assert self._opener is not None
+        self._opener.push(data)
+
+    def pull(self) -> Frame | DecodeError | RecordError | None:
+        """The next frame from the records received, or the error that ends the stream."""
+        assert self._opener is not None
+        item = self._opener.pull()  # spec: PRIV-24
+        if item is None or isinstance(item, RecordError):
+            return item
+        split = split_record(item, self.max_payload)  # spec: PRIV-30
+        if isinstance(split, tuple):
+            return split[0]
+        return split
+
+    def eof(self) -> RecordError | None:
+        """The stream ended: ``record_truncated`` when inside a record (spec: PRIV-29)."""
+        return None if self._opener is None else self._opener.eof()
