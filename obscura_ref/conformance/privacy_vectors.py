@@ -121,26 +121,45 @@ def privacy_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
         case(
             "a plaintext ping where Noise message 1 belongs: closed, nothing sent",
             "PRIV-23, PRIV-34",
-            [connect(), send("a", offer()), expect("a", OFFERING), send("a", ping(1))]
-            + [expect_close("a", [])],
+            [
+                connect(),
+                send("a", offer()),
+                expect("a", OFFERING),
+                send("a", ping(1)),
+                expect_close("a", []),
+            ],
         ),
         case(
             "a Disconnect where Noise message 1 belongs is the initiator's rejection",
             "PRIV-23",
-            [connect(), send("a", offer()), expect("a", OFFERING), send("a", disconnect(12))]
-            + [expect_close("a", [])],
+            [
+                connect(),
+                send("a", offer()),
+                expect("a", OFFERING),
+                send("a", disconnect(12)),
+                expect_close("a", []),
+            ],
         ),
         case(
             "Noise message 1 of 32 zero bytes (a low-order key): closed, nothing sent",
             "PRIV-22, PRIV-34",
-            [connect(), send("a", offer()), expect("a", OFFERING)]
-            + [secure("a", tamper="zero_key"), expect_close("a", [])],
+            [
+                connect(),
+                send("a", offer()),
+                expect("a", OFFERING),
+                secure("a", tamper="zero_key"),
+                expect_close("a", []),
+            ],
         ),
         case(
             "no Noise message 1 within handshake_timeout: closed, nothing sent",
             "PRIV-32, PRIV-34",
-            [connect(), send("a", offer()), expect("a", OFFERING)]
-            + [expect_close("a", [], within=HANDSHAKE_TIMEOUT + LATE)],
+            [
+                connect(),
+                send("a", offer()),
+                expect("a", OFFERING),
+                expect_close("a", [], within=HANDSHAKE_TIMEOUT + LATE),
+            ],
         ),
     ]
     bad_frame = raw(0x02, bytes(8), check=b"\x00\x00\x00\x00")  # a ping with a wrong checksum
@@ -167,8 +186,11 @@ def privacy_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
                 "sent twice",
                 "record_replayed",
                 "PRIV-28",
-                [send("a", ping(2)), expect("a", their_pong("2"))]
-                + [send_record("a", tamper="replay")],
+                [
+                    send("a", ping(2)),
+                    expect("a", their_pong("2")),
+                    send_record("a", tamper="replay"),
+                ],
             ),
             (
                 "sent before the one due",
@@ -194,17 +216,23 @@ def privacy_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
         case(
             "a record whose frame is invalid: closed with a sealed Disconnect `invalid_message`",
             "PRIV-30, PRIV-36",
-            [*encrypted()]
-            + [{"op": "send_record", "conn": "a", "hex": bad_frame}]
-            + [expect_close("a", ["invalid_message"])],
+            [
+                *encrypted(),
+                {"op": "send_record", "conn": "a", "hex": bad_frame},
+                expect_close("a", ["invalid_message"]),
+            ],
         )
     )
     records.append(
         case(
             "the stream ends inside a record: closed, nothing sent",
             "PRIV-29",
-            [*encrypted(), send_record("a", ping(6), tamper="truncate")]
-            + [{"op": "end", "conn": "a"}, expect_close("a", [])],
+            [
+                *encrypted(),
+                send_record("a", ping(6), tamper="truncate"),
+                {"op": "end", "conn": "a"},
+                expect_close("a", []),
+            ],
         )
     )
     initiator = [
@@ -233,14 +261,24 @@ def privacy_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
         case(
             "Noise message 2 with a broken tag: closed, nothing sent",
             "PRIV-22, PRIV-34",
-            [accept(), expect("a", OFFERING), send("a", offer())]
-            + [secure("a", tamper="message2_tag"), expect_close("a", [])],
+            [
+                accept(),
+                expect("a", OFFERING),
+                send("a", offer()),
+                secure("a", tamper="message2_tag"),
+                expect_close("a", []),
+            ],
         ),
         case(
             "a plaintext ping where Noise message 2 belongs: closed, nothing sent",
             "PRIV-23, PRIV-34",
-            [accept(), expect("a", OFFERING), send("a", offer())]
-            + [send("a", ping(1)), expect_close("a", [])],
+            [
+                accept(),
+                expect("a", OFFERING),
+                send("a", offer()),
+                send("a", ping(1)),
+                expect_close("a", []),
+            ],
         ),
     ]
     return [
