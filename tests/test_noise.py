@@ -425,3 +425,54 @@ def test_calls_out_of_turn_raise_usage_errors() -> None:
             done.split()  # two holders of one key would reuse its nonces
     with pytest.raises(ValueError):
         NoiseHandshake(True, PROLOGUE, bytes(31))
+
+
+# The conformance vectors, checked against another implementation.
+
+TRANSPORT_VECTORS = Path(__file__).parent.parent / "conformance/vectors/decision-transport.json"
+
+
+def _transport_cases(kind: str) -> list[dict[str, Any]]:
+    document = json.loads(TRANSPORT_VECTORS.read_text())
+    return [
+        case
+        for group in document["testGroups"]
+        for case in group["tests"]
+        if case["decision"] == kind
+    ]
+
+
+@pytest.mark.spec("PRIV-20", "PRIV-21", "PRIV-22")
+def test_the_noise_initiator_vectors_are_another_implementation_s() -> None:
+    cases = _transport_cases("noise_initiator")
+    assert cases
+    for case in cases:
+        given, expected = case["input"], case["expected"]
+        theirs = _theirs(True, bytes.fromhex(given["prologue"]), bytes.fromhex(given["ephemeral"]))
+        assert bytes(theirs.write_message()).hex() == expected["message1"]
+        if "error" in expected:
+            with pytest.raises((InvalidTag, ValueError)):  # a bad tag, or a DH of zeros
+                theirs.read_message(bytes.fromhex(given["message2"]))
+            continue
+        theirs.read_message(bytes.fromhex(given["message2"]))
+        assert theirs.get_handshake_hash().hex() == expected["handshake_hash"]
+        assert theirs.noise_protocol.cipher_state_encrypt.k.hex() == expected["send_key"]
+        assert theirs.noise_protocol.cipher_state_decrypt.k.hex() == expected["receive_key"]
+
+
+@pytest.mark.spec("PRIV-20", "PRIV-21", "PRIV-22")
+def test_the_noise_responder_vectors_are_another_implementation_s() -> None:
+    cases = _transport_cases("noise_responder")
+    assert cases
+    for case in cases:
+        given, expected = case["input"], case["expected"]
+        theirs = _theirs(False, bytes.fromhex(given["prologue"]), bytes.fromhex(given["ephemeral"]))
+        theirs.read_message(bytes.fromhex(given["message1"]))
+        if "error" in expected:
+            with pytest.raises(ValueError):  # cryptography refuses a DH of zeros
+                theirs.write_message()
+            continue
+        assert bytes(theirs.write_message()).hex() == expected["message2"]
+        assert theirs.get_handshake_hash().hex() == expected["handshake_hash"]
+        assert theirs.noise_protocol.cipher_state_encrypt.k.hex() == expected["send_key"]
+        assert theirs.noise_protocol.cipher_state_decrypt.k.hex() == expected["receive_key"]

@@ -3,7 +3,10 @@ error of the opener and the bytes it holds."""
 
 from __future__ import annotations
 
+import json
 import struct
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -418,3 +421,82 @@ def test_any_frames_sealed_then_opened_in_any_chunks_are_the_same(
         assert isinstance(split, tuple)
         out.append(encode_frame(split[0].message, split[0].padding))
     assert out == encoded
+
+
+# The conformance vectors, checked by the spec's words written out here, without the reference.
+
+TRANSPORT_VECTORS = Path(__file__).parent.parent / "conformance/vectors/decision-transport.json"
+
+
+def _transport_cases(kind: str) -> list[dict[str, Any]]:
+    document = json.loads(TRANSPORT_VECTORS.read_text())
+    return [
+        case
+        for group in document["testGroups"]
+        for case in group["tests"]
+        if case["decision"] == kind
+    ]
+
+
+def _spec_bucket(n: int) -> int:
+    power = 64
+    while power < n:
+        power *= 2
+    return power if power <= 65536 else (n + 65535) // 65536 * 65536
+
+
+def _spec_open(key: bytes, nonce: int, stream: bytes) -> tuple[list[bytes], bytes, int]:
+    """Every record of a valid stream, by section 3.3 and PRIV-25, and the key and nonce after."""
+    plaintexts = []
+
+    def decrypt(data: bytes) -> bytes:
+        nonlocal key, nonce
+        plain = ChaCha20Poly1305(key).decrypt(_nonce(nonce), data, b"")
+        nonce += 1
+        if nonce == 1000:
+            key, nonce = _rekeyed(key), 0
+        return plain
+
+    while stream:
+        length = int.from_bytes(decrypt(stream[:20]), "little")
+        plaintexts.append(decrypt(stream[20 : 20 + length + 16]))
+        stream = stream[20 + length + 16 :]
+    return plaintexts, key, nonce
+
+
+@pytest.mark.spec("PRIV-24", "PRIV-25", "PRIV-31")
+def test_the_seal_vectors_are_the_spec_s() -> None:
+    cases = _transport_cases("seal")
+    assert any(case["expected"]["key"] != case["input"]["key"] for case in cases)  # a rekey
+    for case in cases:
+        given, expected = case["input"], case["expected"]
+        plaintexts, key, nonce = _spec_open(
+            bytes.fromhex(given["key"]), given["nonce"], bytes.fromhex(expected["stream"])
+        )
+        frames = [bytes.fromhex(frame) for frame in given["frames"]]
+        if given["pad"]:
+            frames = [frame + bytes(_spec_bucket(len(frame)) - len(frame)) for frame in frames]
+        assert plaintexts == frames, case["comment"]
+        assert (key.hex(), nonce) == (expected["key"], expected["nonce"]), case["comment"]
+
+
+@pytest.mark.spec("PRIV-24", "PRIV-25", "PRIV-30")
+def test_the_valid_open_vectors_are_the_spec_s() -> None:
+    cases = [case for case in _transport_cases("open") if case["expected"]["result"] == "valid"]
+    assert len(cases) >= 5
+    for case in cases:
+        given, expected = case["input"], case["expected"]
+        plaintexts, key, nonce = _spec_open(
+            bytes.fromhex(given["key"]), given["nonce"], bytes.fromhex(given["stream"])
+        )
+        assert len(plaintexts) == len(expected["records"]), case["comment"]
+        for plaintext, record in zip(plaintexts, expected["records"], strict=True):
+            code, length = struct.unpack("<II", plaintext[4:12])
+            assert code == record["frame"]["code"]
+            assert record["padding_length"] == len(plaintext) - HEADER_SIZE - length
+        assert (key.hex(), nonce) == (expected["key"], expected["nonce"]), case["comment"]
+
+
+def test_the_bucket_of_the_spec_s_words_is_bucket_size() -> None:
+    for n in [*range(0, 70_000, 97), 65536, 65537, HEADER_SIZE + MAX_PAYLOAD]:
+        assert bucket_size(n) == _spec_bucket(n)

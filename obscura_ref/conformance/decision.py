@@ -90,7 +90,7 @@ from ..manager.book import BookEntry
 from ..manager.score import PeerFacts
 from ..wire import EncodeError, Frame, Handshake
 from ..wire.jsonform import frame_from_json, frame_to_json
-from . import scenario
+from . import scenario, transport_vectors
 from .codec import _handshake as codec_handshake
 from .results import FAILED, PASSED, SKIPPED, CaseResult, outcome_for_failure
 from .vectorfiles import stale, write_rendered
@@ -406,6 +406,7 @@ DECISIONS: dict[str, Callable[[Json], Json]] = {
     "rotate": _rotate,
     "partition": _partition,
     "scenario": scenario.decide_scenario,
+    **transport_vectors.DECISIONS,
 }
 
 
@@ -2176,6 +2177,11 @@ FILES: dict[str, tuple[Callable[[], Cases], str, Json]] = {
             "spec/manager.md section 1; WakeAt is not reported and SaveBans has no document.",
             "numbers": _MANAGER_NUMBERS,
         },
+    ),
+    "decision-transport.json": (
+        transport_vectors.cases,
+        transport_vectors.DESCRIPTION,
+        transport_vectors.NOTES,
     ),
 }
 
