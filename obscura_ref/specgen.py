@@ -62,6 +62,8 @@ from .wire import (
     MessageType,
     PrivacyFeature,
 )
+from .transport.noise import MESSAGE1_SIZE, MESSAGE2_SIZE
+from .transport.records import MAX_RECORD, REKEY_AFTER
 from .wire.registry import ADDED_TYPES
 
 _BLOCK = re.compile(
@@ -197,6 +199,27 @@ def _constants(values: dict[str, tuple[object, str]]) -> Callable[[], str]:
     return render
 
 
+def _privacy_constants() -> str:
+    rows = ["| constant | value | meaning |", "|---|---|---|"]
+    for name, value, meaning in (
+        (
+            "EncryptedTransport",
+            f"`{int(PrivacyFeature.EncryptedTransport):#04x}`",
+            "the privacy feature flag that offers the encrypted transport (errata.md E-19)",
+        ),
+        ("NOISE_MESSAGE1_SIZE", f"{MESSAGE1_SIZE}", "bytes of Noise message 1 (`e`)"),
+        ("NOISE_MESSAGE2_SIZE", f"{MESSAGE2_SIZE}", "bytes of Noise message 2 (`e`, then a tag)"),
+        ("REKEY_AFTER", f"{REKEY_AFTER:,}", "the nonce at which a key is replaced (PRIV-25)"),
+        (
+            "MAX_RECORD",
+            f"{MAX_RECORD:,}",
+            "the longest record plaintext: the largest frame, padded",
+        ),
+    ):
+        rows.append(f"| `{name}` | {value} | {meaning} |")
+    return "\n".join(rows)
+
+
 def _privacy_levels() -> str:
     columns = (
         ("pad_frames", "pads frames (section 2)"),
@@ -318,6 +341,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     ),
     "handshake-check-order": _check_order,
     "privacy-levels": _privacy_levels,
+    "privacy-constants": _privacy_constants,
     "handshake-constants": _handshake_constants,
     "config-keys": _config_keys,
     "wire-registry": _registry,

@@ -178,11 +178,16 @@ def test_the_table_covers_every_frame_input_where_frames_are_decoded() -> None:
 # and the states it is true in.
 STATES_OF_PROPERTY: dict[str, set[ConnState]] = {
     "is_connecting": {ConnState.CONNECTING},
-    "is_open": {ConnState.HANDSHAKING, ConnState.ESTABLISHED},
+    "is_open": {ConnState.HANDSHAKING, ConnState.SECURING, ConnState.ESTABLISHED},
     "accepts_app_messages": {ConnState.ESTABLISHED},
-    "reads": {ConnState.HANDSHAKING, ConnState.ESTABLISHED, ConnState.CLOSING},
+    "reads": {ConnState.HANDSHAKING, ConnState.SECURING, ConnState.ESTABLISHED, ConnState.CLOSING},
     "is_closing": {ConnState.CLOSING},
-    "is_live": {ConnState.CONNECTING, ConnState.HANDSHAKING, ConnState.ESTABLISHED},
+    "is_live": {
+        ConnState.CONNECTING,
+        ConnState.HANDSHAKING,
+        ConnState.SECURING,
+        ConnState.ESTABLISHED,
+    },
 }
 
 

@@ -164,7 +164,8 @@ def test_privacy_bits_are_read_one_by_one() -> None:
     # 0x41 was the origin's Dandelion: here it is two flags, never one.
     assert flag_names(PrivacyFeature, 0x41) == ["TransactionObfuscation", "I2P"]
     assert all(bin(member.value).count("1") == 1 for member in PrivacyFeature)
-    assert flag_names(PrivacyFeature, 0x80) == []
+    assert flag_names(PrivacyFeature, 0x80) == ["EncryptedTransport"]  # errata E-19
+    assert flag_names(PrivacyFeature, 0x100) == []
 
 
 @pytest.mark.spec("WIRE-50")

@@ -120,7 +120,7 @@ def privacy_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
     noise = [
         case(
             "a plaintext ping where Noise message 1 belongs: closed, nothing sent",
-            "PRIV-23, PRIV-34",
+            "PRIV-23, PRIV-34, PRIV-38",
             [
                 connect(),
                 send("a", offer()),
@@ -131,7 +131,7 @@ def privacy_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
         ),
         case(
             "a Disconnect where Noise message 1 belongs is the initiator's rejection",
-            "PRIV-23",
+            "PRIV-37",
             [
                 connect(),
                 send("a", offer()),
@@ -271,7 +271,7 @@ def privacy_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
         ),
         case(
             "a plaintext ping where Noise message 2 belongs: closed, nothing sent",
-            "PRIV-23, PRIV-34",
+            "PRIV-23, PRIV-34, PRIV-38",
             [
                 accept(),
                 expect("a", OFFERING),

@@ -342,11 +342,11 @@ class Session:
 
     def _bytes_of(self, conn: PeerSocket, step: JsonObject, key: str = "frames") -> bytes:
         """The step's bytes: raw ``hex``, or its frames, each sealed in a record once the
-        connection is encrypted (spec: PRIV-24) unless the step says ``plain``."""
+        connection is encrypted (spec: PRIV-24)."""
         if "hex" in step:
             return bytes.fromhex(step["hex"])
         frames = self._frames_of(step, key)
-        if conn.crypto.send is not None and not step.get("plain", False):
+        if conn.crypto.send is not None:
             return conn.crypto.seal([data for data, _ in frames])
         for data, handshake in frames:
             if handshake:

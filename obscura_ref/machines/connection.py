@@ -568,7 +568,7 @@ class PeerConnection:
         if isinstance(message, Handshake):
             self._own_handshake_frame = data
         elif self._secure is not None:
-            data = self._secure.seal(data)  # spec: PRIV-24 (every frame after Noise, sealed)
+            data = self._secure.seal(data)  # spec: PRIV-24, PRIV-38 (every frame after Noise)
         self.bytes_sent += len(data)
         self._emit(SendBytes(data))
 
@@ -610,8 +610,8 @@ class PeerConnection:
         # spec: PRIV-34 (on an encrypted connection, only sealed: not before this side's keys)
         may_send = self._secure is None or self._secure.can_seal
         if notify and reason.value.sent and may_send:
-            # spec: CONN-20, CONN-25, PRIV-36 (after all queued before it; no rule of closing
-            # sends)
+            # After all queued before it; no rule of closing sends.
+            # spec: CONN-20, CONN-25, PRIV-36
             self._send_frame(Disconnect(reason.code))
         self._emit(CloseTransport())
         self._arm(Timer.CLOSE, "close_timeout")  # spec: CONN-23
@@ -741,9 +741,9 @@ class PeerConnection:
         return self._secure_bytes(rest) if rest else C.SECURING
 
     def _establish(self) -> ConnState:
-        """The handshake, and the Noise handshake if any, are complete (spec: HS-14):
-        established, with the negotiated values reported."""
-        assert self.negotiated is not None
+        """The handshake, and the Noise handshake if any, are complete: established, with the
+        negotiated values reported."""
+        assert self.negotiated is not None  # spec: HS-14
         self.established_at = self._now
         self._decoder.max_payload = MAX_PAYLOAD  # spec: HS-23 (the handshake's limit ends)
         self._cancel_all_timers()  # spec: PRIV-32 (the handshake timer ran until now)
@@ -770,7 +770,7 @@ class PeerConnection:
             return self._begin_close(step.reason, step.detail, notify=False, fault=None)
         if isinstance(step, RejectedInPlaintext):
             self._pending = step.frame
-            return self._peer_disconnected()  # spec: PRIV-23, CONN-22
+            return self._peer_disconnected()  # spec: PRIV-37, CONN-22
         if step.reply is not None:
             self._emit(SendBytes(step.reply))  # spec: PRIV-20 (message 2)
             self.bytes_sent += len(step.reply)

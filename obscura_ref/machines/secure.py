@@ -129,7 +129,7 @@ class SecureChannel:
         rest = data[take:]
         if len(self._message) >= len(MAGIC) and self._message[: len(MAGIC)] == MAGIC:
             if not self.initiator:
-                # spec: PRIV-23 (an initiator that rejected our handshake says so in plaintext)
+                # spec: PRIV-37 (an initiator that rejected our handshake says so in plaintext)
                 self._plain = FrameDecoder(max_payload=MAX_HANDSHAKE_PAYLOAD)
                 message, self._message = bytes(self._message), bytearray()
                 return self._plain_frame(message + rest)
@@ -159,7 +159,7 @@ class SecureChannel:
         if item is None:
             return NeedMore()
         if isinstance(item, Frame) and isinstance(item.message, Disconnect):
-            return RejectedInPlaintext(item)  # spec: PRIV-23, CONN-22
+            return RejectedInPlaintext(item)  # spec: PRIV-37, CONN-22
         kind = item.message.message_type.name if isinstance(item, Frame) else str(item)
         # spec: PRIV-23
         return NoiseFailed(
