@@ -50,6 +50,8 @@ from .node import (
     SEND_HIGH_WATER,
     SILENCE_READ,
 )
+from .transport.noise import MESSAGE1_SIZE, MESSAGE2_SIZE
+from .transport.records import MAX_RECORD, REKEY_AFTER
 from .wire import (
     DEFINED_TYPES,
     ERROR_REQUIREMENTS,
@@ -62,8 +64,6 @@ from .wire import (
     MessageType,
     PrivacyFeature,
 )
-from .transport.noise import MESSAGE1_SIZE, MESSAGE2_SIZE
-from .transport.records import MAX_RECORD, REKEY_AFTER
 from .wire.registry import ADDED_TYPES
 
 _BLOCK = re.compile(
