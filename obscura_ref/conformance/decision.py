@@ -90,6 +90,7 @@ from ..manager.book import BookEntry
 from ..manager.score import PeerFacts
 from ..wire import EncodeError, Frame, Handshake
 from ..wire.jsonform import frame_from_json, frame_to_json
+from ..wire.registry import PrivacyFeature
 from . import scenario, transport_vectors
 from .codec import _handshake as codec_handshake
 from .results import FAILED, PASSED, SKIPPED, CaseResult, outcome_for_failure
@@ -144,6 +145,9 @@ def _handshake(given: Json) -> Json:
         min_compatible_version=_count(given, "min_compatible_version"),
         features=_count(given, "features"),
         privacy_features=_count(given, "privacy_features"),
+        requires_encryption=_flag(given, "requires_encryption")
+        if "requires_encryption" in given
+        else False,
     )
     peer = frame_from_json({**given["peer"], "type": "Handshake"}).message
     assert isinstance(peer, Handshake)
@@ -511,6 +515,7 @@ def _hs(
     features: int = 0x01,
     privacy: int = 0,
     own: Sequence[int] = (_OWN,),
+    requires_encryption: bool | None = None,
 ) -> Json:
     """A handshake input: this node's side, and the peer's handshake, the codec vectors' origin
     handshake with the fields of ``peer`` changed."""
@@ -523,7 +528,36 @@ def _hs(
         "privacy_features": privacy,
         "own_nonces": [str(nonce) for nonce in own],
         "peer": {name: frame[name] for name in _PEER_FIELDS},
-    }
+    } | ({} if requires_encryption is None else {"requires_encryption": requires_encryption})
+
+
+def _encryption_cases() -> list[Case]:
+    offer = int(PrivacyFeature.EncryptedTransport)
+    cases: list[Case] = []
+    for role in ("responder", "initiator"):
+        cases += [
+            (
+                f"{role}: required, and the peer does not offer it: encryption_required",
+                ["PRIV-12"],
+                _hs(role, {"privacy_features": 0x7F}, privacy=offer, requires_encryption=True),
+            ),
+            (
+                f"{role}: required, and the peer offers it: accepted, the bit negotiated",
+                ["PRIV-12", "HS-16"],
+                _hs(role, {"privacy_features": offer}, privacy=offer, requires_encryption=True),
+            ),
+            (
+                f"{role}: not required: a peer that does not offer it is accepted",
+                ["PRIV-12"],
+                _hs(role, {"privacy_features": 0}, privacy=offer, requires_encryption=False),
+            ),
+            (
+                f"{role}: required, and the version fails too: the version's reason first",
+                ["PRIV-12", "HS-11"],
+                _hs(role, {"version": 0}, privacy=offer, requires_encryption=True),
+            ),
+        ]
+    return cases
 
 
 def _handshake_cases() -> Cases:
@@ -592,6 +626,7 @@ def _handshake_cases() -> Cases:
         ),
     ]
     hs16 = ["HS-16"]
+    encryption = _encryption_cases()
     negotiation: list[Case] = [
         (
             "features: unassigned bits the peer sets are not negotiated",
@@ -658,6 +693,14 @@ def _handshake_cases() -> Cases:
             "handshake",
             "Features and privacy features: a bitwise AND, every bit on its own (HS-16).",
             negotiation,
+        ),
+        (
+            "encryption",
+            "handshake",
+            "A node whose privacy level requires encryption (requires_encryption) refuses a "
+            "peer that does not set EncryptedTransport (0x80), after the checks of table 3.1 "
+            "(PRIV-12).",
+            encryption,
         ),
     ]
 
@@ -2067,10 +2110,12 @@ FILES: dict[str, tuple[Callable[[], Cases], str, Json]] = {
             "replay": _REPLAY,
             "handshake": "input {role: initiator or responder, version, min_compatible_version, "
             "features, privacy_features (this node's), own_nonces (this node's outstanding "
-            "handshake nonces), peer (the peer's handshake: the fields of spec/wire.md section 5, "
-            'as in the JSON frame form)}; output {"accepted": true, "version", "features", '
-            '"privacy_features"} (the negotiated values) or {"accepted": false, "reason": '
-            '"incompatible_version" or "self_connection"}.',
+            "handshake nonces), requires_encryption (optional, false when absent: this node's "
+            "privacy level requires encryption, spec/privacy.md PRIV-12), peer (the peer's "
+            "handshake: the fields of spec/wire.md section 5, as in the JSON frame form)}; output "
+            '{"accepted": true, "version", "features", "privacy_features"} (the negotiated '
+            'values) or {"accepted": false, "reason": "incompatible_version", "self_connection" '
+            'or "encryption_required"}.',
             "numbers": _NUMBERS,
         },
     ),
