@@ -57,6 +57,7 @@ from obscura_ref.wire import (
 
 from .machine_harness import SETTINGS, new_machine, sent_bytes
 from .test_handshake import closed_of, messages_in, peer_handshake
+from .test_proxy_connection import proxied_machine
 
 FRAME_OF_INPUT = {
     Input.HANDSHAKE_FRAME: encode_frame(peer_handshake()),
@@ -90,6 +91,10 @@ def machine_in(state: ConnState) -> tuple[PeerConnection, float]:
     """A machine in ``state`` with every timer of that state armed, and the time it is at."""
     if state is ConnState.CONNECTING:
         machine, _, _ = new_machine(Direction.OUTBOUND)
+        return machine, 0.0
+    if state is ConnState.PROXYING:  # the TCP connection to the proxy is open (PRIV-40)
+        machine, _ = proxied_machine()
+        machine.handle(TcpConnected(), 0.0)
         return machine, 0.0
     if state is ConnState.SECURING:  # both handshakes offer encryption (PRIV-11)
         machine, _, _ = new_machine(Direction.INBOUND, local=LocalHandshake(privacy_features=0x80))
@@ -138,6 +143,13 @@ def test_every_state_and_input_pair(state: ConnState, input_: Input) -> None:
         short = input_ is Input.INVALID_FRAME
         assert machine.state is (ConnState.SECURING if short else ConnState.CLOSING)
         return
+    if input_ in FRAME_OF_INPUT and state is ConnState.PROXYING:
+        # Bytes in proxying are the proxy's: no frame's first byte is SOCKS5's version, so each
+        # breaks RFC 1928 and closes the connection at once (PRIV-42).
+        actions = machine.handle(event, later)
+        assert machine.state is ConnState.CLOSED
+        assert closed_of(actions).reason is CloseReason.PROXY_GARBAGE
+        return
     if input_ in FRAME_OF_INPUT and not decodes:
         # Frames only exist where bytes are decoded; elsewhere the bytes are refused
         # (connecting: nothing can arrive) or discarded undecoded (closing, closed).
@@ -180,10 +192,17 @@ STATES_OF_PROPERTY: dict[str, set[ConnState]] = {
     "is_connecting": {ConnState.CONNECTING},
     "is_open": {ConnState.HANDSHAKING, ConnState.SECURING, ConnState.ESTABLISHED},
     "accepts_app_messages": {ConnState.ESTABLISHED},
-    "reads": {ConnState.HANDSHAKING, ConnState.SECURING, ConnState.ESTABLISHED, ConnState.CLOSING},
+    "reads": {
+        ConnState.PROXYING,
+        ConnState.HANDSHAKING,
+        ConnState.SECURING,
+        ConnState.ESTABLISHED,
+        ConnState.CLOSING,
+    },
     "is_closing": {ConnState.CLOSING},
     "is_live": {
         ConnState.CONNECTING,
+        ConnState.PROXYING,
         ConnState.HANDSHAKING,
         ConnState.SECURING,
         ConnState.ESTABLISHED,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 from enum import Enum
 
+from ..transport import socks5
 from ..transport.noise import MESSAGE1_SIZE as NOISE_MESSAGE1_SIZE
 from ..transport.records import RecordError
 from ..wire import (
@@ -135,6 +136,7 @@ class ConnState(Enum):
     __hash__ = object.__hash__
 
     CONNECTING = "connecting"
+    PROXYING = "proxying"
     HANDSHAKING = "handshaking"
     SECURING = "securing"
     ESTABLISHED = "established"
@@ -145,6 +147,8 @@ class ConnState(Enum):
 # spec/connection.md section 2 is generated from this table.
 STATE_MEANINGS: dict[ConnState, str] = {
     ConnState.CONNECTING: "outbound only: the TCP connection is being opened",
+    ConnState.PROXYING: "outbound through a proxy: the TCP connection to the proxy is open; "
+    "the SOCKS5 client negotiates the connection to the peer (spec/privacy.md section 4)",
     ConnState.HANDSHAKING: "the TCP connection exists; the handshake is under way",
     ConnState.SECURING: "both handshakes offered encryption; the Noise handshake is under way "
     "(spec/privacy.md section 3.4)",
@@ -187,6 +191,7 @@ class Input(Enum):
 # The timers each state may have armed (spec/connection.md section 4).
 TIMERS_OF_STATE: dict[ConnState, frozenset[Timer]] = {
     ConnState.CONNECTING: frozenset({Timer.CONNECT}),
+    ConnState.PROXYING: frozenset({Timer.CONNECT}),  # spec: CONN-2 (until the proxy's success)
     ConnState.HANDSHAKING: frozenset({Timer.HANDSHAKE}),
     ConnState.SECURING: frozenset({Timer.HANDSHAKE}),  # spec: PRIV-32
     ConnState.ESTABLISHED: frozenset({Timer.PING, Timer.PONG, Timer.INACTIVITY}),
@@ -232,7 +237,10 @@ _HANDSHAKING_OR_ESTABLISHED = {
 
 CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
     (C.CONNECTING, Input.TCP_CONNECTED): _rule(
-        "_connected", (C.HANDSHAKING,), "CONN-3, HS-1, HS-21", "arm handshake timer; send handshake"
+        "_connected",
+        (C.HANDSHAKING, C.PROXYING),
+        "CONN-3, HS-1, HS-21, PRIV-40",
+        "arm handshake timer; send handshake (through a proxy: send its greeting; proxying)",
     ),
     (C.CONNECTING, Input.CONNECT_TIMER): _rule(
         "_connect_timed_out", (C.CLOSED,), "CONN-2", "abort; closed `connect_timeout`"
@@ -242,6 +250,28 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
     ),
     (C.CONNECTING, Input.CLOSE): _rule(
         "_close_before_connected", (C.CLOSED,), "CONN-21", "abort; closed with the given reason"
+    ),
+    (C.PROXYING, Input.BYTES_RECEIVED): _rule(
+        "_proxy_bytes",
+        (C.PROXYING, C.HANDSHAKING, C.SECURING, C.ESTABLISHED, C.CLOSING, C.CLOSED),
+        "PRIV-40, PRIV-41, PRIV-42, CONN-3",
+        "SOCKS5 client: send its bytes; on success as `tcp_connected`, the bytes after the "
+        "proxy's reply decoded as the peer's; on failure abort, closed with its reason",
+    ),
+    (C.PROXYING, Input.END_OF_STREAM): _rule(
+        "_proxy_closed", (C.CLOSED,), "PRIV-42", "abort; closed `proxy_closed`"
+    ),
+    (C.PROXYING, Input.CONNECT_TIMER): _rule(
+        "_connect_timed_out", (C.CLOSED,), "CONN-2", "abort; closed `connect_timeout`"
+    ),
+    (C.PROXYING, Input.TRANSPORT_FAILED): _rule(
+        "_transport_failed", (C.CLOSED,), "CONN-34", "closed `network_error`"
+    ),
+    (C.PROXYING, Input.CLOSE): _rule(
+        "_close_before_connected", (C.CLOSED,), "CONN-21", "abort; closed with the given reason"
+    ),
+    (C.PROXYING, Input.NODE_LIMIT): _rule(
+        "_node_limit", (C.CLOSED,), "NODE-2, NODE-11, NODE-14", "abort; closed with its reason"
     ),
     **{(C.HANDSHAKING, input_): rule for input_, rule in _HANDSHAKING_OR_ESTABLISHED.items()},
     (C.HANDSHAKING, Input.BYTES_RECEIVED): _rule(
@@ -394,7 +424,9 @@ class PeerConnection:
 
     ``nonce`` is this connection's handshake nonce, already in the node's ``own_nonces``; the
     machine says when to drop it (ReleaseNonce). ``timestamp`` is the Unix time its handshake
-    carries; ``rng`` draws the ping nonces."""
+    carries; ``rng`` draws the ping nonces. ``proxy``, for an outbound connection whose socket
+    goes to a SOCKS5 proxy, is the client that asks it for the peer (spec/privacy.md section 4).
+    """
 
     def __init__(
         self,
@@ -406,8 +438,13 @@ class PeerConnection:
         timestamp: int,
         own_nonces: Container[int],
         rng: RandomSource,
+        *,
+        proxy: socks5.Socks5Client | None = None,
     ) -> None:
+        if proxy is not None and direction is not Direction.OUTBOUND:
+            raise LocalProtocolError("only an outbound connection goes through a proxy")
         self.direction = direction
+        self._proxy = proxy
         self.settings = settings
         self.opened_at = now
         self._rng = rng
@@ -478,7 +515,8 @@ class PeerConnection:
 
     @property
     def is_connecting(self) -> bool:
-        """The TCP connect is under way: the socket is watched for writability only."""
+        """The TCP connect is under way: the socket is watched for writability only (through a
+        proxy, the connect to the proxy)."""
         return self.state is C.CONNECTING
 
     @property
@@ -494,9 +532,9 @@ class PeerConnection:
 
     @property
     def reads(self) -> bool:
-        """Received bytes mean something: decoded while open, read and discarded while closing
-        until the peer's end of stream (NODE-4)."""
-        return self.state in (C.HANDSHAKING, C.SECURING, C.ESTABLISHED, C.CLOSING)
+        """Received bytes mean something: the proxy's while proxying, decoded while open, read
+        and discarded while closing until the peer's end of stream (NODE-4)."""
+        return self.state in (C.PROXYING, C.HANDSHAKING, C.SECURING, C.ESTABLISHED, C.CLOSING)
 
     @property
     def is_closing(self) -> bool:
@@ -505,8 +543,15 @@ class PeerConnection:
 
     @property
     def is_live(self) -> bool:
-        """Connecting, handshaking, securing or established: its close has not begun."""
-        return self.state in (C.CONNECTING, C.HANDSHAKING, C.SECURING, C.ESTABLISHED)
+        """Connecting, proxying, handshaking, securing or established: its close has not
+        begun."""
+        return self.state in (
+            C.CONNECTING,
+            C.PROXYING,
+            C.HANDSHAKING,
+            C.SECURING,
+            C.ESTABLISHED,
+        )
 
     def handle(self, event: Event, now: float) -> list[Action]:
         """Feed one event; returns the actions to carry out, in order."""
@@ -636,6 +681,10 @@ class PeerConnection:
     # ---- handlers: each returns the next state ------------------------------------------
 
     def _connected(self) -> ConnState:
+        if self._proxy is not None and self.state is C.CONNECTING:
+            # spec: PRIV-40 (the TCP connection is the proxy's; the connect timer runs on)
+            self._emit(SendBytes(self._proxy.start()))
+            return C.PROXYING
         self._cancel_all_timers()
         self._arm(Timer.HANDSHAKE, "handshake_timeout")  # spec: HS-21
         self._send_frame(self.handshake.start())  # spec: HS-1
@@ -643,7 +692,33 @@ class PeerConnection:
         return C.HANDSHAKING  # spec: CONN-3
 
     def _connect_timed_out(self) -> ConnState:
-        return self._closed_now(CloseReason.CONNECT_TIMEOUT, "no TCP connection")  # spec: CONN-2
+        detail = "no TCP connection" if self.state is C.CONNECTING else "the proxy did not connect"
+        return self._closed_now(CloseReason.CONNECT_TIMEOUT, detail)  # spec: CONN-2
+
+    def _proxy_bytes(self) -> ConnState:
+        event = self._pending
+        assert isinstance(event, BytesReceived) and self._proxy is not None
+        step = self._proxy.receive(event.data)
+        if isinstance(step, socks5.NeedMore):
+            return C.PROXYING
+        if isinstance(step, socks5.Send):
+            self._emit(SendBytes(step.data))  # spec: PRIV-40, PRIV-41 (the request or credentials)
+            return C.PROXYING
+        if isinstance(step, socks5.Socks5Failed):
+            return self._proxy_failed(step)
+        # spec: CONN-3 (the proxy reached the peer: as if the TCP connection had just opened)
+        self.state = self._connected()
+        # What followed the proxy's reply is the peer's first bytes, for the decoder.
+        self._pending = BytesReceived(step.leftover)
+        return self._decode()
+
+    def _proxy_closed(self) -> ConnState:
+        assert self._proxy is not None
+        return self._proxy_failed(self._proxy.eof())  # spec: PRIV-42
+
+    def _proxy_failed(self, failure: socks5.Socks5Failed) -> ConnState:
+        # spec: PRIV-42 (abort: nothing to say to a proxy, and the peer was never reached)
+        return self._closed_now(CloseReason[failure.code.name], failure.detail)
 
     def _transport_failed(self) -> ConnState:
         event = self._pending

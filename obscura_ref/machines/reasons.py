@@ -111,6 +111,21 @@ class CloseReason(Enum):
         47, True, False, "PRIV-30", "a sealed record that ends inside its frame"
     )
 
+    # Connecting through a SOCKS5 proxy (spec/privacy.md section 4): nothing is sent, as the
+    # peer was never reached, and none is the peer's fault. The labels are Socks5ErrorCode's.
+    PROXY_AUTH_FAILED = ReasonInfo(
+        50, False, False, "PRIV-42", "the proxy accepted none of the offered methods or credentials"
+    )
+    PROXY_REFUSED = ReasonInfo(
+        51, False, False, "PRIV-42", "the proxy answered the CONNECT with a failure"
+    )
+    PROXY_GARBAGE = ReasonInfo(
+        52, False, False, "PRIV-42", "the proxy sent bytes that break RFC 1928 or RFC 1929"
+    )
+    PROXY_CLOSED = ReasonInfo(
+        53, False, False, "PRIV-42", "the proxy ended the stream before it reported success"
+    )
+
     @property
     def code(self) -> int:
         return self.value.code
