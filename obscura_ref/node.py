@@ -62,6 +62,7 @@ from .manager.bans import BanList
 from .manager.groups import address_group, canonical_ip
 from .manager.manager import ConnectionManager, Decision, Fact, ManagerStatus, PeerType
 from .sendbuffer import SendBuffer
+from .transport.socks5 import Socks5Client, credentials_request
 from .wire import Opaque
 from .wire.registry import Feature, PrivacyFeature, flag_names
 
@@ -240,6 +241,13 @@ class Node:
             user_agent=GENERIC_USER_AGENT if policy.generic_user_agent else self.config.user_agent,
             requires_encryption=policy.require_encryption,  # spec: PRIV-12
         )
+        # spec: PRIV-40 (set: every outbound connection's socket goes to this proxy)
+        self._proxy = parse_address(self.config.proxy) if self.config.proxy else None
+        if self.config.proxy_username or self.config.proxy_password:
+            try:  # refused now, not at each dial
+                credentials_request(self.config.proxy_username, self.config.proxy_password)
+            except ValueError as exc:
+                raise NodeError(f"proxy_username and proxy_password: {exc}") from None
         self._peers: dict[int, _Peer] = {}
         # Open connections by direction, kept as counts: admission must not cost a scan.
         self._open = {Direction.OUTBOUND: 0, Direction.INBOUND: 0}
@@ -322,8 +330,11 @@ class Node:
     def _dial(self, address: Address, kind: PeerType) -> None:
         """Carry out a ``Dial``: open the socket and start the connection's machine."""
         host, port = address
-        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        source = self._source_for(family, address[0])
+        # Only the socket's endpoint is the proxy's: the peer's own address stays the
+        # connection's for the manager, bans, groups, status and logs.
+        endpoint = address if self._proxy is None else self._proxy  # spec: PRIV-40, PRIV-43
+        family = socket.AF_INET6 if ":" in endpoint[0] else socket.AF_INET
+        source = self._source_for(family, endpoint[0])
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError as exc:  # out of descriptors, say
@@ -335,14 +346,15 @@ class Node:
             sock.setblocking(False)
             if source is not None:
                 sock.bind((source, 0))
-            status = sock.connect_ex(address)
+            status = sock.connect_ex(endpoint)
         except OSError as exc:
             sock.close()
             log.warning("cannot connect to %s:%s: %s", host, port, exc)
             self._decide(mgr.DialFailed(address, kind))
             self._log_next_attempt(address)
             return
-        peer = self._add_peer(Direction.OUTBOUND, address, sock, kind)
+        proxy = None if self._proxy is None else self._proxy_client(address)
+        peer = self._add_peer(Direction.OUTBOUND, address, sock, kind, proxy)  # spec: PRIV-43
         self._dialled[address] = peer.id
         self._decide(mgr.Opened(peer.id, address, kind))
         log.info("peer %d %s %s connecting", peer.id, peer.label, kind.value)
@@ -353,6 +365,19 @@ class Node:
             self.loop.call_at(self.loop.clock(), lambda: self._handle(peer, failure))
         else:
             self._update_interest(peer)
+
+    def _proxy_client(self, address: Address) -> Socks5Client:
+        """The SOCKS5 client that asks the proxy for ``address``, with the credentials of
+        spec/privacy.md section 4."""
+        host, port = address
+        if self.config.proxy_username:  # spec: PRIV-41
+            return Socks5Client(host, port, self.config.proxy_username, self.config.proxy_password)
+        if self.config.proxy_isolate:
+            # Fresh credentials per connection: a Tor client gives each its own circuit.
+            username = self._rng.getrandbits(128).to_bytes(16, "big").hex()  # spec: PRIV-44
+            password = self._rng.getrandbits(128).to_bytes(16, "big").hex()
+            return Socks5Client(host, port, username, password)
+        return Socks5Client(host, port)  # spec: PRIV-41 (no credentials: no authentication)
 
     def _source_for(self, family: int, destination: str) -> str | None:
         """On loopback, a node that listens on one specific address connects from it too, so
@@ -494,7 +519,12 @@ class Node:
         return peer
 
     def _add_peer(
-        self, direction: Direction, address: Address, sock: socket.socket, kind: PeerType
+        self,
+        direction: Direction,
+        address: Address,
+        sock: socket.socket,
+        kind: PeerType,
+        proxy: Socks5Client | None = None,
     ) -> _Peer:
         nonce = self.nonces.issue(self._rng)  # spec: HS-13
         machine = PeerConnection(
@@ -506,6 +536,7 @@ class Node:
             int(self._wall_clock()),
             self.nonces,
             self._rng,
+            proxy=proxy,
         )
         peer = _Peer(self._next_id, address, kind, machine, sock)
         self._next_id += 1
