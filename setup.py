@@ -14,7 +14,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["obscura_ref", "obscura_ref.*"]),
     package_data={"obscura_ref": ["py.typed"], "obscura_ref.conformance": ["profile.toml"]},
-    install_requires=["cryptography>=42"],
+    install_requires=["cryptography>=42", "pymonocypher>=4"],
     extras_require={
         "dev": [
             "pytest>=8",

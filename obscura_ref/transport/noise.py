@@ -239,22 +239,37 @@ class NoiseHandshake:
     """Noise section 5.3, the ``HandshakeState``, for the NN pattern only.
 
     ``initiator`` says the role, ``prologue`` the bytes both sides mix in first, and
-    ``ephemeral`` is this side's 32-byte X25519 private key ``e``. The roles take turns: the
+    ``ephemeral`` is this side's 32-byte X25519 private key ``e``. ``ephemeral_public``, when
+    given, is the public key written and mixed into ``h`` for ``e`` instead of
+    ``X25519(ephemeral)``: the encrypted-first mode's Elligator key pairs (elligator.py) have a
+    public key with a low-order component added, whose DH with any peer key is the same, but
+    whose bytes differ, and both sides must hash the same bytes. The roles take turns: the
     initiator writes message 1 and reads message 2, the responder the reverse. Once
     ``complete``, ``split`` gives this side's pair (send, receive) and ``handshake_hash`` the
     hash ``h``. A peer's message that fails raises NoiseError and stops the machine; a call out
     of turn raises NoiseUsageError.
     """
 
-    def __init__(self, initiator: bool, prologue: bytes, ephemeral: bytes) -> None:
+    def __init__(
+        self,
+        initiator: bool,
+        prologue: bytes,
+        ephemeral: bytes,
+        *,
+        ephemeral_public: bytes | None = None,
+    ) -> None:
         """``Initialize(handshake_pattern, initiator, prologue, s, e, rs, re)`` with NN: no
         static keys and no pre-messages."""
         if len(ephemeral) != DHLEN:
             raise ValueError(f"an X25519 private key has {DHLEN} bytes, got {len(ephemeral)}")
+        if ephemeral_public is not None and len(ephemeral_public) != DHLEN:
+            raise ValueError(f"a public key has {DHLEN} bytes, got {len(ephemeral_public)}")
         self.initiator = initiator
         self._symmetric = SymmetricState(PROTOCOL_NAME)  # spec: PRIV-20
         self._symmetric.mix_hash(prologue)  # spec: PRIV-20 (the prologue)
         self._e = ephemeral
+        # spec: PRIV-51 (the key pair's own public key, as the peer will hash it)
+        self._e_public = public_key(ephemeral) if ephemeral_public is None else ephemeral_public
         self._re: bytes | None = None
         self._patterns = list(NN_PATTERN)  # spec: PRIV-20 (-> e, <- e, ee)
         self._writing = initiator  # the initiator writes the first message
@@ -297,9 +312,8 @@ class NoiseHandshake:
         try:
             for token in tokens:
                 if token == "e":
-                    e_public = public_key(self._e)
-                    out += e_public
-                    self._symmetric.mix_hash(e_public)
+                    out += self._e_public
+                    self._symmetric.mix_hash(self._e_public)
                 elif token == "ee":
                     assert self._re is not None
                     self._symmetric.mix_key(dh(self._e, self._re))  # spec: PRIV-22 (zeros)

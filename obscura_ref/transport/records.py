@@ -100,11 +100,16 @@ def after_use(cipher: CipherState) -> None:
 
 class RecordSealer:
     """Seals the frames of one direction with its CipherState from Split (spec: PRIV-24),
-    padding each to its bucket when ``pad`` is set (spec: PRIV-31)."""
+    padding each to its bucket when ``pad`` is set (spec: PRIV-31).
 
-    def __init__(self, cipher: CipherState, pad: bool) -> None:
+    ``first_ad`` is the associated data of both encryptions of the first record sealed (the
+    encrypted-first mode binds the garbage this side sent into it); every later record has
+    empty associated data."""
+
+    def __init__(self, cipher: CipherState, pad: bool, *, first_ad: bytes = b"") -> None:
         self.cipher = cipher
         self.pad = pad
+        self._ad = first_ad
 
     def seal(self, frame: bytes) -> bytes:
         """The record carrying ``frame``, one whole encoded frame."""
@@ -114,10 +119,11 @@ class RecordSealer:
             plaintext = frame + bytes(bucket_size(len(frame)) - len(frame))
         if len(plaintext) > MAX_RECORD:  # spec: PRIV-26 (a sender never makes one)
             raise ValueError(f"a record of {len(plaintext)} bytes exceeds {MAX_RECORD}")
+        ad, self._ad = self._ad, b""  # spec: PRIV-56 (the first record's only)
         # spec: PRIV-24 (the length, then the plaintext, each with the next nonce)
-        length = self.cipher.encrypt_with_ad(b"", _LENGTH.pack(len(plaintext)))
+        length = self.cipher.encrypt_with_ad(ad, _LENGTH.pack(len(plaintext)))  # spec: PRIV-56
         after_use(self.cipher)  # spec: PRIV-25
-        body = self.cipher.encrypt_with_ad(b"", plaintext)
+        body = self.cipher.encrypt_with_ad(ad, plaintext)  # spec: PRIV-56
         after_use(self.cipher)  # spec: PRIV-25
         return length + body
 
@@ -136,11 +142,22 @@ class RecordOpener:
     Memory: besides what was pushed and not yet pulled, the opener holds at most one sealed
     length, or one sealed body whose length was accepted, so never more than
     ``max_record + 16`` bytes. A completed body is handed over before it is decrypted.
+
+    ``first_ad`` is the associated data of the first record's two decryptions, as the sealer's
+    (the peer's garbage, in the encrypted-first mode); later records have none. The diagnosis of
+    PRIV-28 tries each nonce with the associated data of the record sealed there: ``first_ad``
+    where the first record started, so that the first record sent again is ``record_replayed``,
+    and none elsewhere.
     """
 
-    def __init__(self, cipher: CipherState, max_record: int = MAX_RECORD) -> None:
+    def __init__(
+        self, cipher: CipherState, max_record: int = MAX_RECORD, *, first_ad: bytes = b""
+    ) -> None:
         self.cipher = cipher
         self.max_record = max_record
+        self._ad = first_ad  # until the first record is opened
+        self._first_ad = first_ad
+        self._first_at = (cipher.key, cipher.nonce)  # where the first record starts
         # Pushed, not yet pulled (as in FrameDecoder: a list of views, never a growing bytes).
         self._input: list[memoryview] = []
         self._input_size = 0
@@ -241,7 +258,8 @@ class RecordOpener:
             if sealed is None:
                 return None
             try:
-                length = _LENGTH.unpack(self.cipher.decrypt_with_ad(b"", sealed))[0]
+                # spec: PRIV-56 (the first record's associated data)
+                length = _LENGTH.unpack(self.cipher.decrypt_with_ad(self._ad, sealed))[0]
             except NoiseError:
                 raise self._diagnose(bytes(sealed)) from None
             after_use(self.cipher)  # spec: PRIV-25
@@ -255,7 +273,7 @@ class RecordOpener:
         if body is None:
             return None
         try:
-            plaintext = self.cipher.decrypt_with_ad(b"", body)
+            plaintext = self.cipher.decrypt_with_ad(self._ad, body)  # spec: PRIV-56
         except NoiseError:
             raise RecordError(  # spec: PRIV-27
                 RecordErrorCode.RECORD_FORGED,
@@ -264,6 +282,7 @@ class RecordOpener:
             ) from None
         after_use(self.cipher)  # spec: PRIV-25
         self._length = None
+        self._ad = b""  # spec: PRIV-56 (later records have empty associated data)
         return plaintext
 
     def _diagnose(self, sealed: bytes) -> RecordError:
@@ -298,9 +317,11 @@ class RecordOpener:
         )
 
     def _verifies(self, sealed: bytes, nonce: int) -> bool:
+        first = (self.cipher.key, nonce) == self._first_at
         self.cipher.set_nonce(nonce)
         try:
-            self.cipher.decrypt_with_ad(b"", sealed)
+            # spec: PRIV-28, PRIV-56 (as the record at that nonce was sealed)
+            self.cipher.decrypt_with_ad(self._first_ad if first else b"", sealed)
         except NoiseError:
             return False
         return True
