@@ -2228,6 +2228,11 @@ FILES: dict[str, tuple[Callable[[], Cases], str, Json]] = {
         transport_vectors.DESCRIPTION,
         transport_vectors.NOTES,
     ),
+    "decision-first.json": (
+        transport_vectors.first_cases,
+        transport_vectors.FIRST_DESCRIPTION,
+        transport_vectors.FIRST_NOTES,
+    ),
 }
 
 

@@ -1,16 +1,24 @@
 """Decision vectors for the encrypted transport (spec/privacy.md section 3): the Noise handshake
-in each role, and sealing and opening records.
+in each role, sealing and opening records, and the encrypted-first mode's hidden keys and
+garbage (section 3.5).
 
-Four kinds, replayed through the adapter of decision.py like every decision:
+Kinds replayed through the adapter of decision.py like every decision:
 
-- ``noise_initiator``: this node's prologue and ephemeral private key, and the responder's
-  message 2; the output is message 1, then the handshake hash and the keys of Split as this
-  side uses them, or the error that ends the handshake.
+- ``noise_initiator``: this node's prologue and ephemeral private key (and, in the
+  encrypted-first mode, the public key it hashes for it), and the responder's message 2; the
+  output is message 1, then the handshake hash and the keys of Split as this side uses them,
+  or the error that ends the handshake.
 - ``noise_responder``: the same for the responder, from the initiator's message 1.
-- ``seal``: a CipherState's key and nonce, and frames; the records' bytes and the state after.
-- ``open``: a CipherState's key and nonce, and a received stream that ends where the input
-  ends; the frames of the records and their padding, the error that stops the stream if any,
-  and the state after.
+- ``seal``: a CipherState's key and nonce, the first record's associated data, and frames; the
+  records' bytes and the state after.
+- ``open``: a CipherState's key and nonce, the first record's associated data, and a received
+  stream that ends where the input ends; the frames of the records and their padding, the
+  error that stops the stream if any, and the state after.
+- ``elligator_key_pair`` and ``elligator_map``: Monocypher's Elligator 2 key pair from a seed,
+  and the public key a representative stands for.
+- ``garbage_terminators``: both terminators from a handshake hash.
+- ``find_terminator``: the garbage before a terminator and the bytes after it, or the error
+  when it does not come in time.
 
 The messages are whole: message 1 is 32 bytes and message 2 48 (the payloads are empty, PRIV-20)
 and neither begins with ``MAGIC``, which PRIV-23 decides in the session instead. A nonce is
@@ -19,10 +27,19 @@ where a record starts, so it is even and below REKEY_AFTER. Keys and bytes are l
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
 from typing import Any
 
+from ..transport.elligator import FIRST_PROLOGUE, hidden_key_pair, unhide
+from ..transport.garbage import (
+    MAX_GARBAGE,
+    TERMINATOR_SIZE,
+    GarbageError,
+    TerminatorScanner,
+    garbage_terminators,
+)
 from ..transport.noise import (
     MESSAGE1_SIZE,
     MESSAGE2_SIZE,
@@ -93,6 +110,22 @@ def _cipher(given: Json) -> CipherState:
     return cipher
 
 
+def _ephemeral_public(given: Json) -> bytes | None:
+    """The public key hashed for ``e`` when the input gives one (absent: X25519 of the key)."""
+    return _bytes(given, "ephemeral_public", 32) if "ephemeral_public" in given else None
+
+
+def _first_ad(given: Json) -> bytes:
+    return _bytes(given, "first_ad") if "first_ad" in given else b""
+
+
+def _count(given: Json, key: str, default: int) -> int:
+    value = given.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+    return value
+
+
 def _state(cipher: CipherState) -> Json:
     assert cipher.key is not None
     return {"key": cipher.key.hex(), "nonce": cipher.nonce}
@@ -112,7 +145,12 @@ def _completed(handshake: NoiseHandshake) -> Json:
 
 
 def noise_initiator(given: Json) -> Json:
-    handshake = NoiseHandshake(True, _bytes(given, "prologue"), _bytes(given, "ephemeral", 32))
+    handshake = NoiseHandshake(
+        True,
+        _bytes(given, "prologue"),
+        _bytes(given, "ephemeral", 32),
+        ephemeral_public=_ephemeral_public(given),  # spec: PRIV-51
+    )
     message2 = _message(given, "message2", MESSAGE2_SIZE)
     out: Json = {"message1": handshake.write_message().hex()}  # spec: PRIV-20
     try:
@@ -123,7 +161,12 @@ def noise_initiator(given: Json) -> Json:
 
 
 def noise_responder(given: Json) -> Json:
-    handshake = NoiseHandshake(False, _bytes(given, "prologue"), _bytes(given, "ephemeral", 32))
+    handshake = NoiseHandshake(
+        False,
+        _bytes(given, "prologue"),
+        _bytes(given, "ephemeral", 32),
+        ephemeral_public=_ephemeral_public(given),  # spec: PRIV-51
+    )
     message1 = _message(given, "message1", MESSAGE1_SIZE)
     try:
         handshake.read_message(message1)
@@ -141,17 +184,15 @@ def seal(given: Json) -> Json:
     frames = given["frames"]
     if not isinstance(frames, list):
         raise ValueError(f"frames must be a list, got {frames!r}")
-    sealer = RecordSealer(cipher, pad)
+    sealer = RecordSealer(cipher, pad, first_ad=_first_ad(given))  # spec: PRIV-56
     stream = b"".join(sealer.seal(_bytes({"frame": f}, "frame")) for f in frames)
     return {"stream": stream.hex(), **_state(cipher)}
 
 
 def open_(given: Json) -> Json:
     cipher = _cipher(given)
-    max_payload = given.get("max_payload", MAX_PAYLOAD)
-    if isinstance(max_payload, bool) or not isinstance(max_payload, int) or max_payload < 0:
-        raise ValueError(f"max_payload must be a non-negative integer, got {max_payload!r}")
-    opener = RecordOpener(cipher)
+    max_payload = _count(given, "max_payload", MAX_PAYLOAD)
+    opener = RecordOpener(cipher, first_ad=_first_ad(given))  # spec: PRIV-56
     opener.push(_bytes(given, "stream"))
     records: list[Json] = []
     error: RecordError | DecodeError | None = None
@@ -173,11 +214,42 @@ def open_(given: Json) -> Json:
     return {**out, **_state(cipher)}
 
 
+def elligator_key_pair(given: Json) -> Json:
+    pair = hidden_key_pair(_bytes(given, "seed", 32))  # spec: PRIV-51
+    return {"hidden": pair.hidden.hex(), "secret": pair.secret.hex(), "public": pair.public.hex()}
+
+
+def elligator_map(given: Json) -> Json:
+    return {"public": unhide(_bytes(given, "hidden", 32)).hex()}  # spec: PRIV-51
+
+
+def terminators(given: Json) -> Json:
+    handshake_hash = _bytes(given, "handshake_hash", 32)
+    initiator, responder = garbage_terminators(handshake_hash)  # spec: PRIV-54
+    return {"initiator": initiator.hex(), "responder": responder.hex()}
+
+
+def find_terminator(given: Json) -> Json:
+    scanner = TerminatorScanner(
+        _bytes(given, "terminator", TERMINATOR_SIZE), _count(given, "limit", MAX_GARBAGE)
+    )
+    found = scanner.feed(_bytes(given, "stream"))
+    if found is None:
+        raise ValueError("the stream must hold the terminator, or more than limit + 16 bytes")
+    if isinstance(found, GarbageError):  # spec: PRIV-55
+        return {"error": found.code.value}
+    return {"garbage": found.garbage.hex(), "rest": found.rest.hex()}
+
+
 DECISIONS = {
     "noise_initiator": noise_initiator,
     "noise_responder": noise_responder,
     "seal": seal,
     "open": open_,
+    "elligator_key_pair": elligator_key_pair,
+    "elligator_map": elligator_map,
+    "garbage_terminators": terminators,
+    "find_terminator": find_terminator,
 }
 
 
@@ -602,22 +674,26 @@ NOTES: Json = {
         "types."
     ),
     "noise_initiator": (
-        "input {prologue, ephemeral (this side's X25519 private key), message2 (the "
-        "responder's, 48 bytes)}; output {message1, handshake_hash, send_key, receive_key} "
-        'when message 2 verifies, else {message1, "error": "noise_failed"}.'
+        "input {prologue, ephemeral (this side's X25519 private key), ephemeral_public "
+        "(optional: the public key written and hashed for e; X25519 of ephemeral when absent), "
+        "message2 (the responder's, 48 bytes)}; output {message1, handshake_hash, send_key, "
+        'receive_key} when message 2 verifies, else {message1, "error": "noise_failed"}.'
     ),
     "noise_responder": (
-        "input {prologue, ephemeral, message1 (the initiator's, 32 bytes)}; output {message2, "
-        'handshake_hash, send_key, receive_key}, or {"error": "noise_failed"} when a DH gives '
-        "zeros."
+        "input {prologue, ephemeral, ephemeral_public (optional, as for noise_initiator), "
+        "message1 (the initiator's, 32 bytes)}; output {message2, handshake_hash, send_key, "
+        'receive_key}, or {"error": "noise_failed"} when a DH gives zeros.'
     ),
     "seal": (
-        "input {key, nonce, pad, frames: [whole frames]}; output {stream (the records, one per "
-        "frame, in order), key, nonce (the CipherState after the last record)}."
+        "input {key, nonce, pad, first_ad (optional, empty when absent: the associated data of "
+        "both encryptions of the first record), frames: [whole frames]}; output {stream (the "
+        "records, one per frame, in order), key, nonce (the CipherState after the last "
+        "record)}."
     ),
     "open": (
-        "input {key, nonce, max_payload (optional; 10485760 when absent), stream (every byte "
-        "received: the stream ends there)}; output {records: [{frame (the JSON frame form of "
+        "input {key, nonce, max_payload (optional; 10485760 when absent), first_ad (optional, "
+        "as for seal), stream (every byte received: the stream ends there)}; output {records: "
+        "[{frame (the JSON frame form of "
         "codec.json), padding_length (the record's bytes after the frame)}], result: valid or "
         "invalid, error (when invalid: a record error or the wire's error code of the frame), "
         "key, nonce (the CipherState after the last record opened)}."
@@ -625,5 +701,445 @@ NOTES: Json = {
     "numbers": (
         "Keys, messages, frames and streams are lowercase hex; a nonce is an integer, even and "
         "below 1000 in an input (where a record starts)."
+    ),
+}
+
+
+# The encrypted-first mode (section 3.5): hidden keys, garbage and its terminator, and the first
+# record. The key pairs come from fixed seeds whose representatives do not begin with MAGIC
+# (PRIV-52) and whose public keys are dirty, so that a case tells the dirty key from X25519's.
+
+
+def _seed(label: str) -> bytes:
+    return hashlib.sha256(label.encode()).digest()
+
+
+def _filler(size: int, label: str) -> bytes:
+    """``size`` bytes that look random, as garbage is, and hold no terminator."""
+    return hashlib.shake_256(label.encode()).digest(size)
+
+
+_FIRST_I = hidden_key_pair(_seed("initiator"))
+_FIRST_R = hidden_key_pair(_seed("responder"))
+
+
+def _first_handshake() -> tuple[bytes, bytes, bytes]:
+    """Message 1 and message 2 as Noise writes and reads them (the public keys unhidden), and
+    the handshake hash, of an encrypted-first handshake between _FIRST_I and _FIRST_R."""
+    initiator = NoiseHandshake(
+        True, FIRST_PROLOGUE, _FIRST_I.secret, ephemeral_public=_FIRST_I.public
+    )
+    responder = NoiseHandshake(
+        False, FIRST_PROLOGUE, _FIRST_R.secret, ephemeral_public=_FIRST_R.public
+    )
+    message1 = initiator.write_message()
+    responder.read_message(unhide(_FIRST_I.hidden))
+    message2 = responder.write_message()
+    initiator.read_message(unhide(_FIRST_R.hidden) + message2[32:])
+    assert initiator.handshake_hash == responder.handshake_hash
+    return message1, message2, initiator.handshake_hash
+
+
+def _first_noise_cases() -> tuple[list[Case], list[Case]]:
+    for pair in (_FIRST_I, _FIRST_R):
+        assert not pair.hidden.startswith(MAGIC)
+        assert pair.public != public_key(pair.secret)  # dirty: a low-order part was added
+    message1, message2, _ = _first_handshake()
+    clean = NoiseHandshake(False, FIRST_PROLOGUE, _FIRST_R.secret, ephemeral_public=_FIRST_R.public)
+    clean.read_message(public_key(_FIRST_I.secret))
+
+    def initiator(message: bytes) -> Json:
+        return {
+            "prologue": FIRST_PROLOGUE.hex(),
+            "ephemeral": _FIRST_I.secret.hex(),
+            "ephemeral_public": _FIRST_I.public.hex(),
+            "message2": message.hex(),
+        }
+
+    def responder(message: bytes) -> Json:
+        return {
+            "prologue": FIRST_PROLOGUE.hex(),
+            "ephemeral": _FIRST_R.secret.hex(),
+            "ephemeral_public": _FIRST_R.public.hex(),
+            "message1": message.hex(),
+        }
+
+    initiators: list[Case] = [
+        (
+            "encrypted-first: e is the dirty public key elligator_map(hidden), written and "
+            "hashed as given; the responder's message 2 verifies",
+            ["PRIV-20", "PRIV-21", "PRIV-51"],
+            initiator(message2),
+        ),
+        (
+            "message 2 of a responder that hashed the initiator's clean key X25519(secret) "
+            "instead of the dirty one: the same DH, another hash, the tag does not verify",
+            ["PRIV-22", "PRIV-51"],
+            initiator(clean.write_message()),
+        ),
+        (
+            "without ephemeral_public the clean key is written: message 2 of the dirty "
+            "handshake does not verify",
+            ["PRIV-22", "PRIV-51"],
+            {key: value for key, value in initiator(message2).items() if key != "ephemeral_public"},
+        ),
+    ]
+    responders: list[Case] = [
+        (
+            "encrypted-first: message 1 is the initiator's representative mapped back; message "
+            "2 begins with the responder's dirty public key (the pair of case 1)",
+            ["PRIV-20", "PRIV-21", "PRIV-51"],
+            responder(message1),
+        ),
+        (
+            "the representative of 32 zero bytes maps to the point 0, of order 2: DH gives zeros",
+            ["PRIV-22", "PRIV-51"],
+            responder(unhide(bytes(32))),
+        ),
+    ]
+    return initiators, responders
+
+
+def _key_pair_cases() -> list[Case]:
+    cases: list[Case] = []
+    for label in ("initiator", "responder"):
+        cases.append((f"the seed SHA-256({label!r})", ["PRIV-51"], {"seed": _seed(label).hex()}))
+    for seed, comment in (
+        (bytes(32), "32 zero bytes"),
+        (bytes(range(32)), "the bytes 0 to 31"),
+        (b"\xff" * 32, "32 bytes 0xff"),
+    ):
+        cases.append((f"the seed of {comment}", ["PRIV-51"], {"seed": seed.hex()}))
+    tops = {hidden_key_pair(_seed(f"top {n}")).hidden[31] >> 6: n for n in range(32)}
+    assert set(tops) == {0, 1, 2, 3}
+    for top, n in sorted(tops.items()):
+        cases.append(
+            (
+                f"a representative whose top two bits are {top:02b} (Monocypher fills them from "
+                "the seed)",
+                ["PRIV-51"],
+                {"seed": _seed(f"top {n}").hex()},
+            )
+        )
+    return cases
+
+
+def _with_top_bits(hidden: bytes, top: int) -> bytes:
+    return hidden[:31] + bytes([hidden[31] & 0x3F | top << 6])
+
+
+def _map_cases() -> list[Case]:
+    hidden = _FIRST_I.hidden
+    cases: list[Case] = [
+        (
+            f"a representative with its top two bits set to {top:02b}: they are ignored, the "
+            "public key is the same",
+            ["PRIV-51"],
+            {"hidden": _with_top_bits(hidden, top).hex()},
+        )
+        for top in range(4)
+    ]
+    return [
+        *cases,
+        (
+            "32 zero bytes map to the point 0, of order 2",
+            ["PRIV-51"],
+            {"hidden": bytes(32).hex()},
+        ),
+        (
+            "zero with the top two bits set: the point 0 too",
+            ["PRIV-51"],
+            {"hidden": _with_top_bits(bytes(32), 3).hex()},
+        ),
+        (
+            "32 bytes 0xff: 2^254 - 1 once the top bits are dropped, above (p - 1) / 2, the "
+            "negative representative of its point",
+            ["PRIV-51"],
+            {"hidden": (b"\xff" * 32).hex()},
+        ),
+        (
+            "the representative 1",
+            ["PRIV-51"],
+            {"hidden": (1).to_bytes(32, "little").hex()},
+        ),
+    ]
+
+
+def _terminator_cases() -> list[Case]:
+    _, _, handshake_hash = _first_handshake()
+    return [
+        (
+            "the handshake hash of the encrypted-first handshake of noise_initiator case 1",
+            ["PRIV-54"],
+            {"handshake_hash": handshake_hash.hex()},
+        ),
+        ("a handshake hash of 32 zero bytes", ["PRIV-54"], {"handshake_hash": bytes(32).hex()}),
+    ]
+
+
+def _find(terminator: bytes, stream: bytes, limit: int | None = None) -> Json:
+    given: Json = {"terminator": terminator.hex(), "stream": stream.hex()}
+    if limit is not None:
+        given["limit"] = limit
+    return given
+
+
+def _find_cases() -> list[Case]:
+    _, _, handshake_hash = _first_handshake()
+    mine, theirs = garbage_terminators(handshake_hash)
+    record = _filler(40, "record")
+    garbage = _filler(MAX_GARBAGE + TERMINATOR_SIZE + 1, "garbage")
+    scan = ["PRIV-55"]
+    return [
+        (
+            "no garbage: the terminator first, then a record's bytes",
+            scan,
+            _find(mine, mine + record),
+        ),
+        (
+            "5 bytes of garbage, the terminator, 3 bytes after it",
+            scan,
+            _find(mine, garbage[:5] + mine + record[:3]),
+        ),
+        (
+            "the stream ends with the terminator: nothing after it",
+            scan,
+            _find(mine, garbage[:7] + mine),
+        ),
+        (
+            "the other side's terminator inside the garbage is garbage",
+            scan,
+            _find(mine, garbage[:7] + theirs + mine + record),
+        ),
+        (
+            "the garbage ends with the terminator's first 15 bytes, then the whole terminator",
+            scan,
+            _find(mine, garbage[:7] + mine[:15] + mine + record),
+        ),
+        (
+            "the terminator twice: the first ends the garbage, the second is after it",
+            scan,
+            _find(mine, garbage[:3] + mine + mine + record[:4]),
+        ),
+        (
+            "limit 8: 8 bytes of garbage, then the terminator (24 bytes, exactly limit + 16)",
+            scan,
+            _find(mine, garbage[:8] + mine + record[:10], limit=8),
+        ),
+        (
+            "limit 8: 9 bytes of garbage, then the terminator, which ends after limit + 16 bytes",
+            scan,
+            _find(mine, garbage[:9] + mine + record[:10], limit=8),
+        ),
+        (
+            "limit 8: 25 bytes without the terminator",
+            scan,
+            _find(mine, garbage[:25], limit=8),
+        ),
+        (
+            "limit 0: the terminator first",
+            scan,
+            _find(mine, mine + record[:5], limit=0),
+        ),
+        (
+            "limit 0: one byte of garbage, then the terminator",
+            scan,
+            _find(mine, garbage[:1] + mine, limit=0),
+        ),
+        (
+            f"the default limit: {MAX_GARBAGE} bytes of garbage (MAX_GARBAGE), then the terminator",
+            scan,
+            _find(mine, garbage[:MAX_GARBAGE] + mine + record[:4]),
+        ),
+        (
+            f"the default limit: {MAX_GARBAGE + TERMINATOR_SIZE + 1} bytes without the "
+            "terminator (MAX_GARBAGE + 17)",
+            scan,
+            _find(mine, garbage),
+        ),
+    ]
+
+
+_GARBAGE = _filler(7, "sent garbage")
+
+
+def _first_seal_cases() -> list[Case]:
+    return [
+        (
+            "the first record with the garbage sent as the associated data of both its "
+            "encryptions, the second with none",
+            ["PRIV-56"],
+            {**_seal([_PING, _PONG]), "first_ad": _GARBAGE.hex()},
+        ),
+        (
+            "an empty first_ad: the records are those sealed without one",
+            ["PRIV-56"],
+            {**_seal([_PING, _PONG]), "first_ad": ""},
+        ),
+        (
+            "padded, with 100 bytes of garbage",
+            ["PRIV-31", "PRIV-56"],
+            {**_seal([_PING, _frame(65)], pad=True), "first_ad": _filler(100, "more").hex()},
+        ),
+    ]
+
+
+def _with_ads(frames: list[bytes], ads: list[tuple[bytes, bytes]]) -> bytes:
+    """Records under _KEY from nonce 0, each encryption with the associated data given."""
+    cipher = _key_at(0)
+    out = b""
+    for frame, (length_ad, body_ad) in zip(frames, ads, strict=True):
+        out += cipher.encrypt_with_ad(length_ad, struct.pack("<I", len(frame)))
+        out += cipher.encrypt_with_ad(body_ad, frame)
+    return out
+
+
+def _first_open_cases() -> list[Case]:
+    g = _GARBAGE
+    sealer = RecordSealer(_key_at(0), False, first_ad=g)
+    first, second = sealer.seal(_PING), sealer.seal(_PONG)
+
+    def opened(stream: bytes, first_ad: bytes = g) -> Json:
+        return {**_open(stream), "first_ad": first_ad.hex()}
+
+    return [
+        (
+            "the first record with the garbage, the second without",
+            ["PRIV-56"],
+            opened(first + second),
+        ),
+        (
+            "the first record sealed with other garbage (a bit flipped)",
+            ["PRIV-27", "PRIV-56"],
+            opened(_with_ads([_PING], [(_flipped(g, 0), _flipped(g, 0))])),
+        ),
+        (
+            "the first record sealed without associated data",
+            ["PRIV-27", "PRIV-56"],
+            opened(_sealed([_PING, _PONG])),
+        ),
+        (
+            "the receiver expects no garbage, the first record carries it",
+            ["PRIV-27", "PRIV-56"],
+            opened(first + second, b""),
+        ),
+        (
+            "the garbage as the associated data of every record: the second is forged",
+            ["PRIV-27", "PRIV-56"],
+            opened(_with_ads([_PING, _PONG], [(g, g), (g, g)])),
+        ),
+        (
+            "the first record's length with the garbage, its body without",
+            ["PRIV-27", "PRIV-56"],
+            opened(_with_ads([_PING], [(g, b"")])),
+        ),
+        (
+            "the first record sent twice: it verifies where it was first opened, with the garbage",
+            ["PRIV-28", "PRIV-56"],
+            opened(first + first),
+        ),
+        (
+            "the second record first",
+            ["PRIV-28", "PRIV-56"],
+            opened(second),
+        ),
+    ]
+
+
+def first_cases() -> Cases:
+    initiator, responder = _first_noise_cases()
+    return [
+        (
+            "elligator_key_pair",
+            "elligator_key_pair",
+            "Monocypher's Elligator 2 key pair from a 32-byte seed (PRIV-51): the representative "
+            "sent in place of the public key, the X25519 secret and the dirty public key.",
+            _key_pair_cases(),
+        ),
+        (
+            "elligator_map",
+            "elligator_map",
+            "The public key a representative stands for (PRIV-51); its top two bits are ignored.",
+            _map_cases(),
+        ),
+        (
+            "noise_initiator",
+            "noise_initiator",
+            "The encrypted-first Noise initiator: its prologue, and its dirty public key as e "
+            "(PRIV-51).",
+            initiator,
+        ),
+        (
+            "noise_responder",
+            "noise_responder",
+            "The encrypted-first Noise responder: message 1 as Noise reads it, the "
+            "representative mapped back (PRIV-51).",
+            responder,
+        ),
+        (
+            "garbage_terminators",
+            "garbage_terminators",
+            "Both garbage terminators from the handshake hash (PRIV-54).",
+            _terminator_cases(),
+        ),
+        (
+            "find_terminator",
+            "find_terminator",
+            "The garbage before the peer's terminator and the bytes after it, or "
+            "no_garbage_terminator when more than limit + 16 bytes come without it (PRIV-55).",
+            _find_cases(),
+        ),
+        (
+            "seal",
+            "seal",
+            "The first record sealed with the garbage sent as associated data (PRIV-56).",
+            _first_seal_cases(),
+        ),
+        (
+            "open",
+            "open",
+            "The first record opened with the peer's garbage as associated data (PRIV-56), and "
+            "each way it fails.",
+            _first_open_cases(),
+        ),
+    ]
+
+
+FIRST_DESCRIPTION = (
+    "Decision vectors for spec/privacy.md section 3.5, the encrypted-first mode: Elligator 2 "
+    "key pairs and representatives, the Noise handshake with hidden keys, the garbage "
+    "terminators and the search for them, and the first record, which authenticates the "
+    "garbage."
+)
+
+FIRST_NOTES: Json = {
+    "replay": NOTES["replay"],
+    "elligator_key_pair": (
+        "input {seed (32 bytes)}; output {hidden (the representative), secret (the X25519 "
+        "private key), public (the dirty public key, elligator_map(hidden))}: Monocypher's "
+        "crypto_elligator_key_pair, version 4."
+    ),
+    "elligator_map": (
+        "input {hidden (32 bytes)}; output {public}: Monocypher's crypto_elligator_map, which "
+        "ignores the top two bits."
+    ),
+    "noise_initiator": NOTES["noise_initiator"],
+    "noise_responder": NOTES["noise_responder"],
+    "garbage_terminators": (
+        'input {handshake_hash}; output {initiator, responder}: SHA-256("OBX garbage '
+        'terminators" || handshake_hash), its first 16 bytes and its last 16.'
+    ),
+    "find_terminator": (
+        "input {terminator (16 bytes), stream (the bytes after the peer's Noise message), limit "
+        f"(optional; {MAX_GARBAGE} when absent)}}; output {{garbage (the bytes before the first "
+        "terminator), rest (the bytes after it)}} when the terminator ends within limit + 16 "
+        'bytes, or {"error": "no_garbage_terminator"} when more than limit + 16 bytes hold none '
+        "that does. Every stream holds one or the other."
+    ),
+    "seal": NOTES["seal"],
+    "open": NOTES["open"],
+    "numbers": (
+        "Keys, seeds, representatives, hashes, terminators and streams are lowercase hex; a "
+        "nonce is an integer, even and below 1000 in an input; a limit is an integer."
     ),
 }
