@@ -291,7 +291,7 @@ KEYS: tuple[Key, ...] = (
         bool,
         True,
         "without `proxy_username`, give the proxy fresh random credentials for each connection, "
-        "so that Tor opens a circuit for each (spec/privacy.md PRIV-41)",
+        "so that Tor opens a circuit for each (spec/privacy.md PRIV-44)",
     ),
     Key(
         "max_send_queue",

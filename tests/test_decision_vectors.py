@@ -87,9 +87,17 @@ def _spec_says(kind: str, given: dict[str, Any]) -> dict[str, Any]:
     failing = {
         "version": peer["version"] < given["min_compatible_version"],
         "nonce": peer["nonce"] in given["own_nonces"],
+        # privacy.md PRIV-12: required, and the peer does not set EncryptedTransport (0x80)
+        "encryption": given.get("requires_encryption", False)
+        and not peer["privacy_features"] & 0x80,
     }
     order = ("nonce", "version") if given["role"] == "initiator" else ("version", "nonce")
-    reasons = {"version": "incompatible_version", "nonce": "self_connection"}
+    order += ("encryption",)  # after the checks of table 3.1
+    reasons = {
+        "version": "incompatible_version",
+        "nonce": "self_connection",
+        "encryption": "encryption_required",
+    }
     for check in order:
         if failing[check]:
             return {"accepted": False, "reason": reasons[check]}
@@ -171,11 +179,33 @@ def test_an_outbound_limit_off_by_one_fails(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_checks_in_the_wrong_order_fail(monkeypatch: pytest.MonkeyPatch) -> None:
-    swapped = {Role.INITIATOR: ("version", "nonce"), Role.RESPONDER: ("nonce", "version")}
+    swapped = {
+        Role.INITIATOR: ("version", "nonce", "encryption"),
+        Role.RESPONDER: ("nonce", "version", "encryption"),
+    }
     monkeypatch.setattr(handshake, "CHECK_ORDER", swapped)
     assert _failed(_replay_in_process()) == {
         "version below the minimum and nonce own, initiator: nonce checked first",
         "version below the minimum and nonce own, responder: version checked first",
+    }
+
+
+@pytest.mark.spec("PRIV-12")
+def test_encryption_not_required_or_checked_first_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = {
+        Role.INITIATOR: ("encryption", "nonce", "version"),
+        Role.RESPONDER: ("encryption", "version", "nonce"),
+    }
+    monkeypatch.setattr(handshake, "CHECK_ORDER", first)
+    assert _failed(_replay_in_process()) == {
+        "responder: required, and the version fails too: the version's reason first",
+        "initiator: required, and the version fails too: the version's reason first",
+    }
+    unchecked = {role: order[1:] for role, order in first.items()}
+    monkeypatch.setattr(handshake, "CHECK_ORDER", unchecked)
+    assert _failed(_replay_in_process()) == {
+        "responder: required, and the peer does not offer it: encryption_required",
+        "initiator: required, and the peer does not offer it: encryption_required",
     }
 
 

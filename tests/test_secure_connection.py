@@ -20,6 +20,7 @@ from obscura_ref.machines.events import (
 )
 from obscura_ref.machines.handshake import LocalHandshake
 from obscura_ref.machines.reasons import CloseReason
+from obscura_ref.transport.noise import public_key
 from obscura_ref.wire import MAGIC, encode_frame
 
 from .machine_harness import SETTINGS, Pair, new_machine, sent_bytes
@@ -85,7 +86,7 @@ def test_the_handshake_timer_runs_through_securing_and_a_close_there_sends_nothi
 def test_an_ephemeral_whose_public_key_begins_with_the_magic_is_drawn_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = secure.public_key
+    real = public_key
     calls: list[bytes] = []
 
     def first_looks_like_a_frame(private: bytes) -> bytes:

@@ -553,7 +553,7 @@ def _encryption_cases() -> list[Case]:
             ),
             (
                 f"{role}: required, and the version fails too: the version's reason first",
-                ["PRIV-12", "HS-11"],
+                ["PRIV-12"],
                 _hs(role, {"version": 0}, privacy=offer, requires_encryption=True),
             ),
         ]

@@ -50,7 +50,10 @@ def secure(conn: str = "a", ephemeral: str = RUNNER_EPHEMERAL, **more: Any) -> S
 
 
 def send_record(conn: str, *frames: dict[str, Any], tamper: str, **more: Any) -> Step:
-    return {"op": "send_record", "conn": conn, "frames": list(frames), "tamper": tamper, **more}
+    step: Step = {"op": "send_record", "conn": conn, "tamper": tamper, **more}
+    if frames:
+        step["frames"] = list(frames)
+    return step
 
 
 def encrypted(conn: str = "a") -> list[Step]:

@@ -666,8 +666,10 @@ class Session:
             raise StepFailed(f"{conn.name} is not encrypted yet (a vector error)")
         if "hex" in step:  # one record whose plaintext is these bytes, a wrong frame maybe
             frames = [bytes.fromhex(step["hex"])]
-        else:
+        elif "frames" in step:
             frames = [data for data, _ in self._frames_of(step)]
+        else:
+            frames = []  # a tamper that needs none: replay, too_large
         data = conn.crypto.seal(frames, step.get("tamper"))
         self._write(conn, data, self.clock() + SEND_TIMEOUT)
         self._mark(step, self.clock())
