@@ -36,6 +36,12 @@ from .machines.handshake import (
 )
 from .machines.privacy import DEFAULT_PRIVACY_LEVEL, GENERIC_USER_AGENT, PrivacyLevel
 from .machines.reasons import CloseReason
+from .machines.shaping import (
+    DUMMY_MAX_INTERVAL,
+    DUMMY_MIN_INTERVAL,
+    MAX_DUMMY_PAYLOAD,
+    MAX_SEND_DELAY,
+)
 from .machines.table import markdown_table, mermaid
 from .manager.backoff import MAX_FAILURES
 from .manager.bans import BAN_THRESHOLD, MAX_BANS, MAX_MISBEHAVIOUR_RECORDS
@@ -50,6 +56,7 @@ from .node import (
     SEND_HIGH_WATER,
     SILENCE_READ,
 )
+from .transport.garbage import MAX_GARBAGE, TERMINATOR_SIZE
 from .transport.noise import MESSAGE1_SIZE, MESSAGE2_SIZE
 from .transport.records import MAX_RECORD, REKEY_AFTER
 from .wire import (
@@ -120,9 +127,18 @@ def _timers() -> str:
         "inactivity": "inactivity_timeout",
         "close": "close_timeout",
     }
+    # The shaping timers are armed from draws, not settings (spec/privacy.md section 5).
+    drawn = {
+        "shape": f"a draw within `MAX_SEND_DELAY` (privacy.md PRIV-60) | up to {MAX_SEND_DELAY:g}",
+        "dummy": "a draw from `DUMMY_MIN_INTERVAL` to `DUMMY_MAX_INTERVAL` (privacy.md PRIV-61) "
+        f"| {DUMMY_MIN_INTERVAL:g} to {DUMMY_MAX_INTERVAL:g}",
+    }
     rows = ["| timer | armed only in | duration | default (s) |", "|---|---|---|---|"]
     for state, timers in TIMERS_OF_STATE.items():
         for timer in sorted(timers, key=lambda t: t.value):
+            if timer.value in drawn:
+                rows.append(f"| `{timer.value}` | `{state.value}` | {drawn[timer.value]} |")
+                continue
             name = setting[timer.value]
             rows.append(
                 f"| `{timer.value}` | `{state.value}` | `{name}` | {getattr(defaults, name):g} |"
@@ -226,6 +242,9 @@ def _privacy_levels() -> str:
         ("offer_encryption", "offers encryption (PRIV-11)"),
         ("require_encryption", "requires encryption (PRIV-12)"),
         ("pad_records", "pads records (PRIV-31)"),
+        ("accepts_encrypted_first", "accepts encrypted-first (PRIV-53)"),
+        ("starts_encrypted", "starts encrypted (PRIV-50)"),
+        ("shapes", "shapes traffic (section 5)"),
         ("rotate", "rotates connections (PRIV-10)"),
     )
     header = " | ".join(title for _, title in columns)
@@ -342,6 +361,23 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "handshake-check-order": _check_order,
     "privacy-levels": _privacy_levels,
     "privacy-constants": _privacy_constants,
+    "first-constants": _constants(
+        {
+            "MAX_GARBAGE": (
+                MAX_GARBAGE,
+                "bytes of garbage a side sends at most (PRIV-50, PRIV-55)",
+            ),
+            "TERMINATOR_SIZE": (TERMINATOR_SIZE, "bytes of a garbage terminator (PRIV-54)"),
+        }
+    ),
+    "shaping-constants": _constants(
+        {
+            "MAX_SEND_DELAY": (MAX_SEND_DELAY, "seconds a send is held at most (PRIV-60)"),
+            "DUMMY_MIN_INTERVAL": (DUMMY_MIN_INTERVAL, "seconds between dummies, at least"),
+            "DUMMY_MAX_INTERVAL": (DUMMY_MAX_INTERVAL, "seconds between dummies, at most"),
+            "MAX_DUMMY_PAYLOAD": (MAX_DUMMY_PAYLOAD, "bytes of a dummy's payload at most"),
+        }
+    ),
     "handshake-constants": _handshake_constants,
     "config-keys": _config_keys,
     "wire-registry": _registry,

@@ -91,8 +91,11 @@ def _spec_says(kind: str, given: dict[str, Any]) -> dict[str, Any]:
         "encryption": given.get("requires_encryption", False)
         and not peer["privacy_features"] & 0x80,
     }
-    order = ("nonce", "version") if given["role"] == "initiator" else ("version", "nonce")
-    order += ("encryption",)  # after the checks of table 3.1
+    # The role's order of table 3.1, then the encryption check after it (PRIV-12).
+    if given["role"] == "initiator":
+        order = ("nonce", "version", "encryption")
+    else:
+        order = ("version", "nonce", "encryption")
     reasons = {
         "version": "incompatible_version",
         "nonce": "self_connection",

@@ -30,7 +30,9 @@ from obscura_ref.wire import Disconnect, Handshake, decode_frames
 from .test_cli_node import SCRIPT, Running
 from .test_node import Network, RawPeer, closes, established, fast, handshake_from
 
-GARBAGE = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n"
+# A frame's magic, then bytes no frame has: plaintext garbage, never the start of an
+# encrypted-first connection (spec/privacy.md PRIV-53).
+GARBAGE = b"OBX\x00GET / HTTP/1.1\r\nHost: example\r\n\r\n"
 
 
 @pytest.fixture

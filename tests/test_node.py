@@ -198,7 +198,7 @@ def test_garbage_from_one_peer_closes_it_alone(net: Network) -> None:
     # From an address of its own: the garbage bans the junk's address (BAN-2), not a's.
     junk = RawPeer(address, source="127.3.0.1")
     assert net.run(lambda: b.inbound_count() == 2)
-    junk.send(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n")
+    junk.send(b"OBX\x00GET / HTTP/1.1\r\nHost: example\r\n\r\n")  # the magic: plaintext
     assert net.run(junk.poll)
     assert junk.messages() == [Disconnect(CloseReason.INVALID_MESSAGE.code)]
     rtts_before = kinds(a).count("RttMeasured")

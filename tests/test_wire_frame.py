@@ -75,7 +75,7 @@ def test_each_wrong_magic_byte_is_rejected_when_it_arrives(position: int) -> Non
 
 
 @pytest.mark.spec("WIRE-6")
-@pytest.mark.parametrize("code", [0x00, 0x18, 0x7F, 0x81, 0xFF, 0x1_0001, 0xFFFF_FFFF])
+@pytest.mark.parametrize("code", [0x00, 0x18, 0x7F, 0x82, 0xFF, 0x1_0001, 0xFFFF_FFFF])
 def test_unassigned_type_is_rejected_from_the_header(code: int) -> None:
     decoder = FrameDecoder()
     (result,) = decoder.feed(header(code, 8))

@@ -153,9 +153,9 @@ def _cases() -> list[tuple[str, str, list[tuple[str, list[str], bytes]]]]:
         ("unknown type 0x18, first after the origin's range", ["WIRE-6"], raw_frame(0x18, b"")),
         ("unknown type 0x00", ["WIRE-6"], raw_frame(0x00, b"")),
         (
-            "unknown type 0x81, in the reserved range but unassigned",
+            "unknown type 0x82, in the reserved range but unassigned",
             ["WIRE-6"],
-            raw_frame(0x81, b""),
+            raw_frame(0x82, b""),
         ),
         (
             "unknown type with an oversized length: the type is checked first",

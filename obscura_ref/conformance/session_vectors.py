@@ -699,7 +699,9 @@ def node_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
                 send("d", handshake()),
                 expect("d", THEIR_HANDSHAKE),
                 connect("b", source="127.4.0.1"),
-                send_hex("b", b"GET / HTTP/1.1\r\n".hex()),
+                # The magic first: plaintext garbage, not the start of an encrypted-first
+                # connection (PRIV-53).
+                send_hex("b", (MAGIC + b"GET / HTTP/1.1\r\n").hex()),
                 expect_close("b", ["invalid_message"]),
                 expect_close("d", ["banned"]),
                 connect("c", source="127.4.0.1"),

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..transport import socks5
+from ..transport.garbage import GarbageError
 from ..transport.noise import MESSAGE1_SIZE as NOISE_MESSAGE1_SIZE
 from ..transport.records import RecordError
 from ..wire import (
+    MAGIC,
     MAX_HANDSHAKE_PAYLOAD,
     MAX_PAYLOAD,
     DecodeError,
@@ -24,6 +26,7 @@ from ..wire import (
     FrameDecoder,
     Handshake,
     Message,
+    MessageType,
     Opaque,
     Ping,
     Pong,
@@ -71,6 +74,7 @@ from .secure import (
     noise_prologue,
     record_reason,
 )
+from .shaping import Shaper, dummy_payload, next_dummy_after
 from .table import Rule
 
 # The shortest duration a configuration may give (spec: CFG-5): a duration below a clock's
@@ -172,6 +176,7 @@ class Input(Enum):
     PONG_FRAME = "pong_frame"
     DISCONNECT_FRAME = "disconnect_frame"
     OTHER_FRAME = "other_frame"
+    DUMMY_FRAME = "dummy_frame"
     INVALID_FRAME = "invalid_frame"
     BROKEN_RECORD = "broken_record"
     END_OF_STREAM = "end_of_stream"
@@ -184,6 +189,8 @@ class Input(Enum):
     PONG_TIMER = "pong_timer"
     INACTIVITY_TIMER = "inactivity_timer"
     CLOSE_TIMER = "close_timer"
+    SHAPE_TIMER = "shape_timer"
+    DUMMY_TIMER = "dummy_timer"
     SEND = "send"
     CLOSE = "close"
 
@@ -194,7 +201,10 @@ TIMERS_OF_STATE: dict[ConnState, frozenset[Timer]] = {
     ConnState.PROXYING: frozenset({Timer.CONNECT}),  # spec: CONN-2 (until the proxy's success)
     ConnState.HANDSHAKING: frozenset({Timer.HANDSHAKE}),
     ConnState.SECURING: frozenset({Timer.HANDSHAKE}),  # spec: PRIV-32
-    ConnState.ESTABLISHED: frozenset({Timer.PING, Timer.PONG, Timer.INACTIVITY}),
+    # SHAPE and DUMMY on a shaped encrypted connection only (spec/privacy.md section 5).
+    ConnState.ESTABLISHED: frozenset(
+        {Timer.PING, Timer.PONG, Timer.INACTIVITY, Timer.SHAPE, Timer.DUMMY}
+    ),
     ConnState.CLOSING: frozenset({Timer.CLOSE}),
     ConnState.CLOSED: frozenset(),
 }
@@ -206,6 +216,8 @@ _TIMER_INPUT = {
     Timer.PONG: Input.PONG_TIMER,
     Timer.INACTIVITY: Input.INACTIVITY_TIMER,
     Timer.CLOSE: Input.CLOSE_TIMER,
+    Timer.SHAPE: Input.SHAPE_TIMER,
+    Timer.DUMMY: Input.DUMMY_TIMER,
 }
 
 C = ConnState
@@ -233,14 +245,22 @@ _HANDSHAKING_OR_ESTABLISHED = {
     Input.NODE_LIMIT: _rule(
         "_node_limit", (C.CLOSED,), "NODE-2, NODE-11, NODE-14", "abort; closed with its reason"
     ),
+    # Records exist in handshaking too, on a connection encrypted from its first byte.
+    Input.BROKEN_RECORD: _rule(
+        "_broken_record",
+        _CLOSE_TARGETS,
+        "PRIV-26, PRIV-27, PRIV-28, PRIV-30, PRIV-36, PRIV-55",
+        "close with the record error's reason (sealed Disconnect)",
+    ),
 }
 
 CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
     (C.CONNECTING, Input.TCP_CONNECTED): _rule(
         "_connected",
-        (C.HANDSHAKING, C.PROXYING),
-        "CONN-3, HS-1, HS-21, PRIV-40",
-        "arm handshake timer; send handshake (through a proxy: send its greeting; proxying)",
+        (C.HANDSHAKING, C.PROXYING, C.SECURING),
+        "CONN-3, HS-1, HS-21, PRIV-40, PRIV-50",
+        "arm handshake timer; send handshake (through a proxy: send its greeting; proxying; "
+        "encrypted-first: send Noise message 1 and garbage; securing)",
     ),
     (C.CONNECTING, Input.CONNECT_TIMER): _rule(
         "_connect_timed_out", (C.CLOSED,), "CONN-2", "abort; closed `connect_timeout`"
@@ -277,8 +297,8 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
     (C.HANDSHAKING, Input.BYTES_RECEIVED): _rule(
         "_decode",
         (C.HANDSHAKING, C.SECURING, C.ESTABLISHED, C.CLOSING),
-        "CONN-30",
-        "decode frames in order",
+        "CONN-30, PRIV-53",
+        "decode frames in order (inbound, first bytes not the magic: encrypted-first; securing)",
     ),
     (C.HANDSHAKING, Input.HANDSHAKE_FRAME): _rule(
         "_peer_handshake",
@@ -291,14 +311,14 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
         (C.HANDSHAKING, input_): _rule(
             "_unexpected", _CLOSE_TARGETS, "HS-20", "close `unexpected_message`; misbehaviour"
         )
-        for input_ in (Input.PING_FRAME, Input.PONG_FRAME, Input.OTHER_FRAME)
+        for input_ in (Input.PING_FRAME, Input.PONG_FRAME, Input.OTHER_FRAME, Input.DUMMY_FRAME)
     },
     (C.HANDSHAKING, Input.HANDSHAKE_TIMER): _rule(
         "_handshake_timed_out", _CLOSE_TARGETS, "HS-22", "close `handshake_timeout`"
     ),
     (C.SECURING, Input.BYTES_RECEIVED): _rule(
         "_noise_bytes",
-        (C.SECURING, C.ESTABLISHED, C.CLOSING),
+        (C.SECURING, C.HANDSHAKING, C.ESTABLISHED, C.CLOSING),
         "PRIV-20, PRIV-21, PRIV-22, PRIV-23",
         "Noise handshake: reply, then established; or close `noise_failed`/`noise_out_of_place`",
     ),
@@ -318,11 +338,14 @@ CONNECTION_TRANSITIONS: dict[tuple[ConnState, Input], Rule[ConnState]] = {
         "_node_limit", (C.CLOSED,), "NODE-2, NODE-11, NODE-14", "abort; closed with its reason"
     ),
     **{(C.ESTABLISHED, input_): rule for input_, rule in _HANDSHAKING_OR_ESTABLISHED.items()},
-    (C.ESTABLISHED, Input.BROKEN_RECORD): _rule(
-        "_broken_record",
-        _CLOSE_TARGETS,
-        "PRIV-26, PRIV-27, PRIV-28, PRIV-30, PRIV-36",
-        "close with the record error's reason (sealed Disconnect)",
+    (C.ESTABLISHED, Input.DUMMY_FRAME): _rule(
+        "_discard_dummy", (C.ESTABLISHED,), "PRIV-63", "discard; never delivered"
+    ),
+    (C.ESTABLISHED, Input.SHAPE_TIMER): _rule(
+        "_release_shaped", (C.ESTABLISHED,), "PRIV-60", "send what is due; re-arm for the next"
+    ),
+    (C.ESTABLISHED, Input.DUMMY_TIMER): _rule(
+        "_send_dummy", (C.ESTABLISHED,), "PRIV-61", "send a dummy; re-arm at a random interval"
     ),
     (C.ESTABLISHED, Input.BYTES_RECEIVED): _rule(
         "_decode", (C.ESTABLISHED, C.CLOSING), "CONN-30", "decode frames in order"
@@ -468,6 +491,10 @@ class PeerConnection:
         self._secure: SecureChannel | None = None
         self._own_handshake_frame = b""  # as sent: bound into the Noise prologue (PRIV-20)
         self.session_id: bytes | None = None  # spec: PRIV-21, PRIV-35
+        # spec: PRIV-53 (an inbound connection's first bytes say whether it starts encrypted)
+        self._sniffing = direction is Direction.INBOUND and self._policy.accepts_encrypted_first
+        self._sniffed = bytearray()  # up to 3 bytes that could still begin the magic
+        self._shaper: Shaper | None = None  # spec: PRIV-60 (shaped encrypted connections)
         self._armed: dict[Timer, float] = {}
         self._nonce_released = False
         self._outstanding_ping: tuple[int, float] | None = None  # nonce, time sent
@@ -475,7 +502,7 @@ class PeerConnection:
         # Per-step scratch: the time of the event being handled and the actions it produced.
         self._now = now
         self._actions: list[Action] = []
-        self._pending: Event | Frame | DecodeError | RecordError | None = None
+        self._pending: Event | Frame | DecodeError | RecordError | GarbageError | None = None
         self._started = False
 
     def start(self) -> list[Action]:
@@ -497,7 +524,9 @@ class PeerConnection:
     def held_bytes(self) -> int:
         """Bytes read from the peer and still held: what is not yet decoded and the unfinished
         frame (spec/node.md section 2, NODE-14)."""
-        held = self._decoder.buffered + self._decoder.pending
+        held = self._decoder.buffered + self._decoder.pending + len(self._sniffed)
+        if self._shaper is not None:
+            held += self._shaper.held_bytes
         return held if self._secure is None else held + self._secure.held_bytes
 
     @property
@@ -582,7 +611,9 @@ class PeerConnection:
             return
         self._fire(_EVENT_INPUT[type(event)], event)
 
-    def _fire(self, input_: Input, subject: Event | Frame | DecodeError | RecordError) -> None:
+    def _fire(
+        self, input_: Input, subject: Event | Frame | DecodeError | RecordError | GarbageError
+    ) -> None:
         rule = CONNECTION_TRANSITIONS.get((self.state, input_))
         if rule is None:
             # Every pair a peer can cause is in the table; a missing pair is a caller's bug.
@@ -610,12 +641,27 @@ class PeerConnection:
         if self._policy.pad_frames and not opaque:
             padding = origin_padding(len(fields), self._rng)  # spec: PRIV-1
         data = frame_bytes(message.message_type, fields, padding)
-        if isinstance(message, Handshake):
-            self._own_handshake_frame = data
-        elif self._secure is not None:
+        if self._secure is not None and self._secure.can_seal:
             data = self._secure.seal(data)  # spec: PRIV-24, PRIV-38 (every frame after Noise)
+        elif isinstance(message, Handshake):
+            self._own_handshake_frame = data  # as it travels: the Noise prologue's (PRIV-20)
         self.bytes_sent += len(data)
-        self._emit(SendBytes(data))
+        if self._shaper is not None:
+            self._shape(data)
+        else:
+            self._emit(SendBytes(data))
+
+    def _shape(self, data: bytes) -> None:
+        assert self._shaper is not None
+        self._shaper.hold(data, self._now)  # spec: PRIV-60
+        if Timer.SHAPE not in self._armed:
+            release = self._shaper.next_release
+            assert release is not None
+            self._arm_at(Timer.SHAPE, release)
+
+    def _arm_at(self, timer: Timer, deadline: float) -> None:
+        self._armed[timer] = deadline
+        self._emit(ArmTimer(timer, deadline))
 
     def _deadline(self, setting: str, since: float | None = None) -> float:
         """When a timer of ``setting`` counted from ``since`` (now, by default) is due: the one
@@ -650,6 +696,11 @@ class PeerConnection:
         self.close_reason, self._close_detail = reason, detail
         self._cancel_all_timers()
         self._release_nonce()
+        if self._shaper is not None:
+            held = self._shaper.flush()  # spec: PRIV-62 (at once, in order, before the close)
+            self._shaper = None
+            if held:
+                self._emit(SendBytes(held))
         if fault is not None:
             self._emit(fault)  # spec: CONN-31
         # spec: PRIV-34 (on an encrypted connection, only sealed: not before this side's keys)
@@ -686,9 +737,16 @@ class PeerConnection:
             self._emit(SendBytes(self._proxy.start()))
             return C.PROXYING
         self._cancel_all_timers()
-        self._arm(Timer.HANDSHAKE, "handshake_timeout")  # spec: HS-21
-        self._send_frame(self.handshake.start())  # spec: HS-1
+        self._arm(Timer.HANDSHAKE, "handshake_timeout")  # spec: HS-21, PRIV-32
         self._last_received = self._now
+        if self._policy.starts_encrypted:
+            # spec: PRIV-50 (no plaintext handshake: Noise message 1, hidden, and garbage)
+            self._secure = SecureChannel(True, b"", self._rng, self._policy.pad_records, first=True)
+            first = self._secure.start()
+            self.bytes_sent += len(first)
+            self._emit(SendBytes(first))
+            return C.SECURING
+        self._send_frame(self.handshake.start())  # spec: HS-1
         return C.HANDSHAKING  # spec: CONN-3
 
     def _connect_timed_out(self) -> ConnState:
@@ -750,8 +808,22 @@ class PeerConnection:
         if event.data:
             self._last_received = self._now  # spec: KA-6
             self.bytes_received += len(event.data)
+        data = event.data
+        if self._sniffing:
+            self._sniffed += data
+            head = bytes(self._sniffed[: len(MAGIC)])
+            if len(head) < len(MAGIC) and head == MAGIC[: len(head)]:
+                return C.HANDSHAKING  # the magic so far: its next bytes decide
+            self._sniffing = False
+            data, self._sniffed = bytes(self._sniffed), bytearray()
+            if head != MAGIC:  # spec: PRIV-53 (not the magic: encrypted from the first byte)
+                self._secure = SecureChannel(
+                    False, b"", self._rng, self._policy.pad_records, first=True
+                )
+                self.state = C.SECURING
+                return self._secure_bytes(data)
         source = self._decoder if self._secure is None else self._secure  # spec: PRIV-24
-        source.push(event.data)
+        source.push(data)
         return self._pull_frames()
 
     def _pull_frames(self) -> ConnState:
@@ -764,10 +836,13 @@ class PeerConnection:
                 break
             if isinstance(item, DecodeError):
                 self._fire(Input.INVALID_FRAME, item)
-            elif isinstance(item, RecordError):
+            elif isinstance(item, RecordError | GarbageError):
                 self._fire(Input.BROKEN_RECORD, item)
             else:
-                self._fire(_FRAME_INPUT[type(item.message)], item)
+                input_ = _FRAME_INPUT[type(item.message)]
+                if item.message.message_type is MessageType.Dummy:
+                    input_ = Input.DUMMY_FRAME  # spec: PRIV-63
+                self._fire(input_, item)
         return self.state
 
     def _frame(self) -> Frame:
@@ -799,6 +874,8 @@ class PeerConnection:
             self._send_frame(outcome.reply)  # spec: HS-3
         self.negotiated = outcome.negotiated
         self._release_nonce()
+        if self._secure is not None:
+            return self._establish()  # spec: PRIV-57 (encrypted from the first byte already)
         if not outcome.negotiated.privacy_features & PrivacyFeature.EncryptedTransport:
             return self._establish()
         # spec: PRIV-11, PRIV-20 (both offered encryption: the Noise handshake, right now)
@@ -824,6 +901,9 @@ class PeerConnection:
         self._cancel_all_timers()  # spec: PRIV-32 (the handshake timer ran until now)
         self._arm(Timer.PING, "ping_interval")  # spec: KA-1
         self._arm(Timer.INACTIVITY, "inactivity_timeout", since=self._last_received)
+        if self._policy.shapes and self._secure is not None:
+            self._shaper = Shaper(self._rng)  # spec: PRIV-60, PRIV-61 (encrypted only)
+            self._arm_at(Timer.DUMMY, self._now + next_dummy_after(self._rng))
         self._emit(Established(self.negotiated, self.session_id))
         return C.ESTABLISHED
 
@@ -847,15 +927,41 @@ class PeerConnection:
             self._pending = step.frame
             return self._peer_disconnected()  # spec: PRIV-37, CONN-22
         if step.reply is not None:
-            self._emit(SendBytes(step.reply))  # spec: PRIV-20 (message 2)
+            # Message 2; encrypted-first, also the garbage and the terminator, or the
+            # initiator's terminator alone.
+            # spec: PRIV-20, PRIV-53, PRIV-54
+            self._emit(SendBytes(step.reply))
             self.bytes_sent += len(step.reply)
         self.session_id = step.session_id  # spec: PRIV-21
-        self.state = self._establish()
+        if self.negotiated is None:  # encrypted from the first byte: the handshake follows
+            if self.direction is Direction.OUTBOUND:
+                self._send_frame(self.handshake.start())  # spec: PRIV-57 (the first record)
+            self.state = C.HANDSHAKING
+        else:
+            self.state = self._establish()
         return self._pull_frames()  # records that came with the Noise message
+
+    def _discard_dummy(self) -> ConnState:
+        return C.ESTABLISHED  # spec: PRIV-63 (its bytes counted as activity, KA-6)
+
+    def _release_shaped(self) -> ConnState:
+        assert self._shaper is not None
+        data = self._shaper.due(self._now)  # spec: PRIV-60
+        if data:
+            self._emit(SendBytes(data))
+        release = self._shaper.next_release
+        if release is not None:
+            self._arm_at(Timer.SHAPE, release)
+        return C.ESTABLISHED
+
+    def _send_dummy(self) -> ConnState:
+        self._send_frame(Opaque(MessageType.Dummy, dummy_payload(self._rng)))  # spec: PRIV-61
+        self._arm_at(Timer.DUMMY, self._now + next_dummy_after(self._rng))
+        return C.ESTABLISHED
 
     def _broken_record(self) -> ConnState:
         error = self._pending
-        assert isinstance(error, RecordError)
+        assert isinstance(error, RecordError | GarbageError)
         # spec: PRIV-26, PRIV-27, PRIV-28, PRIV-30, PRIV-36 (its Disconnect goes sealed)
         return self._begin_close(record_reason(error), str(error), fault=None)
 
@@ -959,7 +1065,8 @@ class PeerConnection:
     def _send_local(self) -> ConnState:
         event = self._pending
         assert isinstance(event, SendMessage)
-        if not isinstance(event.message, Opaque):  # spec: CONN-11
+        if not isinstance(event.message, Opaque) or event.message.message_type is MessageType.Dummy:
+            # spec: CONN-11
             raise LocalProtocolError(
                 f"the machine sends {event.message.message_type.name} itself; "
                 "the application sends opaque messages only"

@@ -28,6 +28,8 @@ class Timer(Enum):
     PONG = "pong"
     INACTIVITY = "inactivity"
     CLOSE = "close"
+    SHAPE = "shape"  # the next held send is due (spec/privacy.md PRIV-60)
+    DUMMY = "dummy"  # the next dummy message is due (spec/privacy.md PRIV-61)
 
 
 # Events: from the transport, from the clock, and from the local application.

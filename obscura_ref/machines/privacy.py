@@ -25,6 +25,9 @@ class PrivacyPolicy:
     pad_records: bool  # PRIV-31: sealed records padded to size buckets
     rotate: bool  # PRIV-10: outbound connections rotated every rotation_interval
     generic_user_agent: bool  # PRIV-13: GENERIC_USER_AGENT instead of the configured one
+    accepts_encrypted_first: bool  # PRIV-53: inbound connections may start encrypted
+    starts_encrypted: bool  # PRIV-50: our outbound connections start encrypted
+    shapes: bool  # PRIV-60, PRIV-61: send delays and dummies on encrypted connections
 
     @property
     def privacy_features(self) -> int:
@@ -38,6 +41,7 @@ class PrivacyLevel(Enum):
     NONE = "none"
     STANDARD = "standard"
     HIGH = "high"
+    MAXIMUM = "maximum"
 
     @property
     def policy(self) -> PrivacyPolicy:
@@ -52,6 +56,9 @@ LEVEL_POLICIES: dict[PrivacyLevel, PrivacyPolicy] = {
         pad_records=False,
         rotate=False,
         generic_user_agent=False,
+        accepts_encrypted_first=False,
+        starts_encrypted=False,
+        shapes=False,
     ),
     PrivacyLevel.STANDARD: PrivacyPolicy(
         pad_frames=True,
@@ -60,6 +67,9 @@ LEVEL_POLICIES: dict[PrivacyLevel, PrivacyPolicy] = {
         pad_records=False,
         rotate=True,
         generic_user_agent=False,
+        accepts_encrypted_first=True,
+        starts_encrypted=False,
+        shapes=False,
     ),
     PrivacyLevel.HIGH: PrivacyPolicy(
         pad_frames=True,
@@ -68,6 +78,20 @@ LEVEL_POLICIES: dict[PrivacyLevel, PrivacyPolicy] = {
         pad_records=True,
         rotate=True,
         generic_user_agent=True,
+        accepts_encrypted_first=True,
+        starts_encrypted=False,
+        shapes=False,
+    ),
+    PrivacyLevel.MAXIMUM: PrivacyPolicy(
+        pad_frames=True,
+        offer_encryption=True,
+        require_encryption=True,
+        pad_records=True,
+        rotate=True,
+        generic_user_agent=True,
+        accepts_encrypted_first=True,
+        starts_encrypted=True,
+        shapes=True,
     ),
 }
 

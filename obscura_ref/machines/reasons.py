@@ -110,6 +110,9 @@ class CloseReason(Enum):
     RECORD_NOT_ONE_FRAME = ReasonInfo(
         47, True, False, "PRIV-30", "a sealed record that ends inside its frame"
     )
+    NO_GARBAGE_TERMINATOR = ReasonInfo(
+        48, True, False, "PRIV-55", "no garbage terminator within MAX_GARBAGE + 16 bytes"
+    )
 
     # Connecting through a SOCKS5 proxy (spec/privacy.md section 4): nothing is sent, as the
     # peer was never reached, and none is the peer's fault. The labels are Socks5ErrorCode's.

@@ -11,9 +11,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..transport.elligator import (
+    FIRST_PROLOGUE,
+    HiddenKeyPair,
+    draw_hidden_key_pair,
+    hide_message,
+    unhide_message,
+)
+from ..transport.garbage import (
+    Found,
+    GarbageError,
+    TerminatorScanner,
+    draw_garbage,
+    garbage_terminators,
+)
 from ..transport.noise import (
     MESSAGE1_SIZE,
     MESSAGE2_SIZE,
+    CipherState,
     NoiseError,
     NoiseHandshake,
     public_key,
@@ -80,19 +95,43 @@ NoiseStep = NeedMore | Secured | NoiseFailed | RejectedInPlaintext
 _RECORD_REASONS = {reason.label: reason for reason in CloseReason}
 
 
-def record_reason(error: RecordError) -> CloseReason:
-    """The close reason of a record error: the reasons are named as the error codes."""
+def record_reason(error: RecordError | GarbageError) -> CloseReason:
+    """The close reason of a record or garbage error: the reasons are named as the codes."""
     return _RECORD_REASONS[error.code.value]
 
 
 class SecureChannel:
-    """One connection's Noise handshake, then its sealed records."""
+    """One connection's Noise handshake, then its sealed records.
+
+    ``first``: the connection is encrypted from its first byte (section 3.5): the ephemeral
+    keys travel as Elligator 2 representatives, each side's Noise message is followed by
+    garbage and a terminator, and the first record each way authenticates that garbage.
+    Otherwise ``prologue`` binds the two plaintext handshakes (section 3.2)."""
 
     def __init__(
-        self, initiator: bool, prologue: bytes, rng: RandomSource, pad_records: bool
+        self,
+        initiator: bool,
+        prologue: bytes,
+        rng: RandomSource,
+        pad_records: bool,
+        *,
+        first: bool = False,
     ) -> None:
         self.initiator = initiator
-        self._noise = NoiseHandshake(initiator, prologue, draw_ephemeral(rng))  # spec: PRIV-33
+        self.first = first
+        self._rng = rng
+        self._hidden: HiddenKeyPair | None = None
+        if first:
+            # spec: PRIV-51, PRIV-52 (an Elligator 2 key pair; its public key is Noise's e)
+            self._hidden = draw_hidden_key_pair(self._draw)
+            self._noise = NoiseHandshake(
+                initiator, FIRST_PROLOGUE, self._hidden.secret, ephemeral_public=self._hidden.public
+            )
+        else:
+            self._noise = NoiseHandshake(initiator, prologue, draw_ephemeral(rng))  # spec: PRIV-33
+        self._garbage = b""  # what this side sent after its Noise message (PRIV-50, PRIV-53)
+        self._scanner: TerminatorScanner | None = None  # for the peer's terminator (PRIV-55)
+        self._receive: CipherState | None = None
         self._pad_records = pad_records
         self._message = bytearray()  # the peer's Noise message as it arrives (48 bytes at most)
         self._expected = MESSAGE2_SIZE if initiator else MESSAGE1_SIZE
@@ -102,10 +141,18 @@ class SecureChannel:
         self.session_id: bytes | None = None
         self.max_payload = MAX_PAYLOAD
 
+    def _draw(self, count: int) -> bytes:
+        return random_bytes(self._rng, count)
+
     def start(self) -> bytes:
         """Initiator only: message 1, sent right after the responder's handshake is accepted
-        (spec: PRIV-20)."""
-        return self._noise.write_message()
+        (spec: PRIV-20); encrypted-first, its representative and garbage, the connection's
+        first bytes (spec: PRIV-50)."""
+        message = self._noise.write_message()
+        if self._hidden is None:
+            return message
+        self._garbage = draw_garbage(self._draw)  # spec: PRIV-50
+        return hide_message(message, self._hidden) + self._garbage  # spec: PRIV-51
 
     @property
     def can_seal(self) -> bool:
@@ -114,6 +161,8 @@ class SecureChannel:
 
     @property
     def held_bytes(self) -> int:
+        if self._scanner is not None:
+            return self._scanner.held
         if self._opener is None:
             plain = 0 if self._plain is None else self._plain.buffered + self._plain.pending
             return len(self._message) + plain
@@ -128,28 +177,48 @@ class SecureChannel:
         self._message += data[:take]
         rest = data[take:]
         if len(self._message) >= len(MAGIC) and self._message[: len(MAGIC)] == MAGIC:
-            if not self.initiator:
+            if not self.initiator and not self.first:
                 # spec: PRIV-37 (an initiator that rejected our handshake says so in plaintext)
                 self._plain = FrameDecoder(max_payload=MAX_HANDSHAKE_PAYLOAD)
                 message, self._message = bytes(self._message), bytearray()
                 return self._plain_frame(message + rest)
-            # spec: PRIV-23
+            # spec: PRIV-23, PRIV-58 (an encrypted-first initiator never goes on in plaintext)
             return NoiseFailed(
                 CloseReason.NOISE_OUT_OF_PLACE, "a frame's magic where a Noise message belongs"
             )
         if len(self._message) < self._expected:
             return NeedMore()
+        message = bytes(self._message)
+        if self._hidden is not None:
+            message = unhide_message(message)  # spec: PRIV-51 (the peer's e from its R(e))
         try:
-            self._noise.read_message(bytes(self._message))  # spec: PRIV-20, PRIV-22
+            self._noise.read_message(message)  # spec: PRIV-20, PRIV-22
             reply = None if self.initiator else self._noise.write_message()
         except NoiseError as error:
             return NoiseFailed(CloseReason.NOISE_FAILED, error.detail)  # spec: PRIV-22
         send, receive = self._noise.split()  # spec: PRIV-21
-        self._sealer = RecordSealer(send, self._pad_records)
-        self._opener = RecordOpener(receive)
-        self._opener.push(rest)
         self.session_id = self._noise.handshake_hash  # spec: PRIV-21
         self._message = bytearray()
+        if self._hidden is None:
+            self._sealer = RecordSealer(send, self._pad_records)
+            self._opener = RecordOpener(receive)
+            self._opener.push(rest)
+            return Secured(reply, self.session_id)
+        # spec: PRIV-54 (each side's terminator, from the handshake hash)
+        initiator_end, responder_end = garbage_terminators(self.session_id)
+        own_end, peer_end = (
+            (initiator_end, responder_end) if self.initiator else (responder_end, initiator_end)
+        )
+        if reply is not None:  # the responder: message 2 hidden, its garbage, its terminator
+            self._garbage = draw_garbage(self._draw)  # spec: PRIV-53
+            reply = hide_message(reply, self._hidden) + self._garbage + own_end
+        else:  # the initiator: its terminator, now that it knows h (spec: PRIV-54)
+            reply = own_end
+        # spec: PRIV-56 (the first record each way authenticates the garbage before it)
+        self._sealer = RecordSealer(send, self._pad_records, first_ad=self._garbage)
+        self._receive = receive
+        self._scanner = TerminatorScanner(peer_end)  # spec: PRIV-55
+        self._scanner.push(rest)
         return Secured(reply, self.session_id)
 
     def _plain_frame(self, data: bytes) -> NoiseStep:
@@ -172,11 +241,23 @@ class SecureChannel:
         return self._sealer.seal(frame)  # spec: PRIV-24, PRIV-31
 
     def push(self, data: bytes) -> None:
+        if self._scanner is not None:
+            self._scanner.push(data)
+            return
         assert self._opener is not None
         self._opener.push(data)
 
-    def pull(self) -> Frame | DecodeError | RecordError | None:
+    def pull(self) -> Frame | DecodeError | RecordError | GarbageError | None:
         """The next frame from the records received, or the error that ends the stream."""
+        if self._scanner is not None:
+            found = self._scanner.pull()  # spec: PRIV-55
+            if not isinstance(found, Found):
+                return found
+            assert self._receive is not None
+            self._scanner = None
+            # spec: PRIV-56 (the peer's first record is sealed with its garbage)
+            self._opener = RecordOpener(self._receive, first_ad=found.garbage)
+            self._opener.push(found.rest)
         assert self._opener is not None
         item = self._opener.pull()  # spec: PRIV-24
         if item is None or isinstance(item, RecordError):
@@ -189,3 +270,8 @@ class SecureChannel:
     def eof(self) -> RecordError | None:
         """The stream ended: ``record_truncated`` when inside a record (spec: PRIV-29)."""
         return None if self._opener is None else self._opener.eof()
+
+    @property
+    def receiving(self) -> bool:
+        """Records can be opened: the Noise handshake, and the peer's garbage, are behind."""
+        return self._opener is not None or self._scanner is not None

@@ -33,6 +33,7 @@ class MessageType(IntEnum):
     BlockTransactions = 0x17
     # Codes 0x80-0xFF: messages this specification adds (spec/wire.md section 3).
     Disconnect = 0x80
+    Dummy = 0x81  # traffic shaping's message that carries nothing (spec/privacy.md PRIV-61)
 
 
 # Codes kept for the messages this specification adds to the origin's set.
