@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..transport.garbage import MAX_GARBAGE
 from ..wire.registry import PrivacyFeature
 from .session_vectors import (
     HANDSHAKE_TIMEOUT,
@@ -28,6 +29,7 @@ from .session_vectors import (
     ping,
     raw,
     send,
+    silence,
     their_ping,
     their_pong,
 )
@@ -37,6 +39,7 @@ ENCRYPTED = int(PrivacyFeature.EncryptedTransport)
 # each time it runs.
 RUNNER_EPHEMERAL = bytes(range(1, 33)).hex()
 RUNNER_EPHEMERAL_2 = bytes(range(33, 65)).hex()
+RUNNER_SEED = bytes(range(65, 97)).hex()  # the runner's Elligator 2 key pair's seed
 OFFERING = {**THEIR_HANDSHAKE, "privacy_features": {"bits_set": ENCRYPTED}}
 
 
@@ -54,6 +57,18 @@ def send_record(conn: str, *frames: dict[str, Any], tamper: str, **more: Any) ->
     if frames:
         step["frames"] = list(frames)
     return step
+
+
+def secure_first(conn: str = "a", garbage: int = 100, **more: Any) -> Step:
+    """Open an encrypted-first connection as its initiator (spec/privacy.md section 3.5)."""
+    return {
+        "op": "secure_first",
+        "conn": conn,
+        "seed": RUNNER_SEED,
+        "garbage": garbage,
+        "within": 1.0,
+        **more,
+    }
 
 
 def encrypted(conn: str = "a") -> list[Step]:
@@ -284,8 +299,89 @@ def privacy_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
             ],
         ),
     ]
+    first = [
+        case(
+            f"encrypted from the first byte, {garbage} bytes of garbage: the implementation "
+            "answers with its message 2, garbage and terminator; the handshakes and a ping "
+            "follow inside records",
+            "PRIV-51, PRIV-53, PRIV-54, PRIV-56",
+            [
+                secure_first(garbage=garbage, then=[handshake()]),
+                expect("a", THEIR_HANDSHAKE),
+                send("a", ping(20)),
+                expect("a", their_pong("20")),
+            ],
+        )
+        for garbage in (0, 100, MAX_GARBAGE)
+    ]
+    first += [
+        case(
+            "encrypted from the first byte: the responder sends its handshake only after the "
+            "initiator's",
+            "PRIV-53, HS-2",
+            [
+                secure_first(),
+                silence("a", 0.5),
+                send("a", handshake()),
+                expect("a", THEIR_HANDSHAKE),
+            ],
+        ),
+        case(
+            "no terminator within MAX_GARBAGE + 16 bytes: closed with a sealed Disconnect",
+            "PRIV-55",
+            [secure_first(tamper="no_terminator"), expect_close("a", ["no_garbage_terminator"])],
+        ),
+        case(
+            "the first record sealed with other associated data than the garbage sent: closed "
+            "`record_forged`",
+            "PRIV-56",
+            [
+                secure_first(tamper="garbage_changed", then=[handshake()]),
+                expect_close("a", ["record_forged"]),
+            ],
+        ),
+    ]
+    nothing = opaque("Dummy", b"nothing at all")
+    dummies = [
+        case(
+            "a Dummy on a plaintext connection is discarded, never echoed; the connection goes on",
+            "PRIV-63",
+            [
+                connect(),
+                send("a", handshake()),
+                expect("a", OFFERING),
+                send("a", nothing),
+                silence("a", 0.5),
+                send("a", ping(21)),
+                expect("a", their_pong("21")),
+            ],
+        ),
+        case(
+            "a Dummy inside a record is discarded too",
+            "PRIV-63",
+            [
+                *encrypted(),
+                send("a", nothing),
+                silence("a", 0.5),
+                send("a", ping(22)),
+                expect("a", their_pong("22")),
+            ],
+        ),
+        case(
+            "a Dummy before the handshake is a message the state does not allow",
+            "HS-20",
+            [connect(), send("a", nothing), expect_close("a", ["unexpected_message"])],
+        ),
+    ]
     return [
         ("encrypted", "Both peers offer encryption, or one does not.", "responder", responder),
+        (
+            "first",
+            "Encrypted from the first byte, the runner the initiator (section 3.5).",
+            "responder",
+            first,
+        ),
+        ("dummy", "Dummy messages are discarded (section 5).", "responder", dummies),
         (
             "noise",
             "The Noise handshake's failures (PRIV-22, PRIV-23, PRIV-32).",

@@ -11,6 +11,7 @@ records, and the ``secure`` step runs the Noise handshake in the runner's role.
 
 from __future__ import annotations
 
+from ..transport.garbage import Found
 from ..transport.noise import TAG_SIZE, CipherState, NoiseHandshake
 from ..transport.records import (
     LENGTH_SIZE,
@@ -41,6 +42,7 @@ class PeerCrypto:
         self.peer_handshake: bytes | None = None  # the implementation's, as received
         self.raw: bytearray | None = None  # Noise bytes received, once both offered
         self.send: CipherState | None = None
+        self.sealer: RecordSealer | None = None
         self.opener: RecordOpener | None = None
         self.session_id: bytes | None = None
         self._last_record = b""
@@ -68,10 +70,22 @@ class PeerCrypto:
         """The Noise handshake is done: records from now on, both ways."""
         send, receive = noise.split()
         self.send = send
+        self.sealer = RecordSealer(send, pad=False)
         self.opener = RecordOpener(receive)
         self.session_id = noise.handshake_hash
         if self.raw:
             self.opener.push(bytes(self.raw))
+        self.raw = None
+
+    def install_first(
+        self, send: CipherState, receive: CipherState, own_ad: bytes, found: Found
+    ) -> None:
+        """Encrypted from the first byte: records from now on, the first each way sealed with
+        the garbage before it (spec: PRIV-56)."""
+        self.send = send
+        self.sealer = RecordSealer(send, pad=False, first_ad=own_ad)
+        self.opener = RecordOpener(receive, first_ad=found.garbage)
+        self.opener.push(found.rest)
         self.raw = None
 
     def opened(self) -> list[Frame | DecodeError | RecordError]:
@@ -90,8 +104,8 @@ class PeerCrypto:
 
     def seal(self, frames: list[bytes], tamper: str | None = None) -> bytes:
         """The records of ``frames``, one each, or the wrong bytes ``tamper`` names."""
-        assert self.send is not None
-        sealer = RecordSealer(self.send, pad=False)
+        assert self.send is not None and self.sealer is not None
+        sealer = self.sealer
         if tamper is None:
             out = b"".join(sealer.seal(frame) for frame in frames)
         elif tamper == "replay":

@@ -25,9 +25,23 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..machines.reasons import CloseReason
-from ..transport.noise import MESSAGE1_SIZE, MESSAGE2_SIZE, NoiseError, public_key
+from ..transport.elligator import FIRST_PROLOGUE, hidden_key_pair, hide_message, unhide_message
+from ..transport.garbage import (
+    MAX_GARBAGE,
+    Found,
+    GarbageError,
+    TerminatorScanner,
+    garbage_terminators,
+)
+from ..transport.noise import (
+    MESSAGE1_SIZE,
+    MESSAGE2_SIZE,
+    NoiseError,
+    NoiseHandshake,
+    public_key,
+)
 from ..transport.records import RecordError
-from ..wire import DecodeError, Frame, FrameDecoder, Handshake, encode_frame
+from ..wire import MAGIC, DecodeError, Frame, FrameDecoder, Handshake, encode_frame
 from ..wire.errors import EncodeError
 from ..wire.jsonform import frame_from_json, frame_to_json
 from .sealing import PeerCrypto
@@ -655,6 +669,76 @@ class Session:
             crypto.install(noise)
             then = self._bytes_of(conn, step, "then") if "then" in step else b""
             self._write(conn, bytes(reply) + then, self.clock() + SEND_TIMEOUT)
+        conn.take_opened(self.clock())
+        self._mark(step, self.clock())
+
+    def _op_secure_first(self, step: JsonObject) -> None:
+        """Open an encrypted-first connection (spec/privacy.md section 3.5) as its initiator:
+        the representative of the Elligator key pair of ``seed``, then ``garbage`` bytes of
+        0xA5; read the implementation's message 2 and find its terminator; send the runner's
+        terminator, then ``then`` (frames sealed, the first with the garbage as associated
+        data). ``tamper``: ``no_terminator`` sends MAX_GARBAGE + 17 more bytes of garbage
+        instead of the terminator; ``garbage_changed`` seals the first record with other
+        associated data than the garbage sent."""
+        name = step["conn"]
+        self._op_connect({"conn": name})
+        conn = self.conns[name]
+        crypto = conn.crypto
+        crypto.raw = bytearray()  # nothing in the clear on this connection, from byte 0
+        deadline = self._reference(step) + step["within"]
+        pair = hidden_key_pair(bytes.fromhex(step["seed"]))
+        if pair.hidden[: len(MAGIC)] == MAGIC:
+            raise StepFailed("the seed's representative begins with the magic (a vector error)")
+        noise = NoiseHandshake(True, FIRST_PROLOGUE, pair.secret, ephemeral_public=pair.public)
+        garbage = b"\xa5" * step["garbage"]
+        message1 = hide_message(noise.write_message(), pair)
+        self._write(conn, message1 + garbage, self.clock() + SEND_TIMEOUT)
+
+        def arrived(count: int) -> bool:
+            raw = crypto.raw
+            return (raw is not None and len(raw) >= count) or not conn.reading
+
+        self.pump_until(lambda: arrived(MESSAGE2_SIZE), deadline)
+        raw = crypto.raw
+        if raw is None or len(raw) < MESSAGE2_SIZE:
+            raise StepFailed(
+                f"expected Noise message 2 on {name} within {step['within']} s; "
+                f"{self._ending(conn)}"
+            )
+        try:
+            noise.read_message(unhide_message(bytes(raw[:MESSAGE2_SIZE])))
+        except NoiseError as exc:
+            raise StepFailed(f"the implementation's Noise message 2 fails: {exc}") from None
+        del raw[:MESSAGE2_SIZE]
+        send, receive = noise.split()
+        crypto.session_id = noise.handshake_hash
+        own_end, peer_end = garbage_terminators(noise.handshake_hash)
+        tamper = step.get("tamper")
+        if tamper == "no_terminator":
+            self._write(conn, b"\xa5" * (MAX_GARBAGE + 17), self.clock() + SEND_TIMEOUT)
+        else:
+            self._write(conn, own_end, self.clock() + SEND_TIMEOUT)
+        scanner = TerminatorScanner(peer_end)
+        outcome: list[Found | GarbageError] = []
+
+        def found() -> bool:
+            if crypto.raw:
+                scanner.push(bytes(crypto.raw))
+                crypto.raw.clear()
+            pulled = scanner.pull()
+            if pulled is not None:
+                outcome.append(pulled)
+            return bool(outcome) or not conn.reading
+
+        self.pump_until(found, deadline)
+        result = outcome[0] if outcome else None
+        if not isinstance(result, Found):
+            problem = "no terminator" if result is None else str(result)
+            raise StepFailed(f"the implementation's garbage on {name}: {problem}")
+        ad = garbage + b"\x00" if tamper == "garbage_changed" else garbage
+        crypto.install_first(send, receive, ad, result)
+        if "then" in step:
+            self._write(conn, self._bytes_of(conn, step, "then"), self.clock() + SEND_TIMEOUT)
         conn.take_opened(self.clock())
         self._mark(step, self.clock())
 
