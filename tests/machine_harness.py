@@ -82,12 +82,20 @@ class Pair:
         local_b: LocalHandshake | None = None,
         shared_nonces: bool = False,
         chunk: int | None = None,
+        settings_a: ConnectionSettings = SETTINGS,
+        settings_b: ConnectionSettings = SETTINGS,
     ) -> None:
         """``chunk`` splits every write into reads of at most that many bytes."""
         self.chunk = chunk
-        a, nonces_a, start_a = new_machine(Direction.OUTBOUND, local=local_a, seed=1)
+        a, nonces_a, start_a = new_machine(
+            Direction.OUTBOUND, local=local_a, seed=1, settings=settings_a
+        )
         b, nonces_b, start_b = new_machine(
-            Direction.INBOUND, local=local_b, seed=2, nonces=nonces_a if shared_nonces else None
+            Direction.INBOUND,
+            local=local_b,
+            seed=2,
+            nonces=nonces_a if shared_nonces else None,
+            settings=settings_b,
         )
         self.a = Side(a, nonces_a, start_a)
         self.b = Side(b, nonces_b, start_b)

@@ -8,20 +8,25 @@ import random
 import pytest
 
 from obscura_ref.machines import secure
-from obscura_ref.machines.connection import ConnState, Direction
+from obscura_ref.machines.connection import ConnectionSettings, ConnState, Direction
 from obscura_ref.machines.events import (
+    ArmTimer,
     BytesReceived,
     Closed,
     CloseRequested,
+    CloseTransport,
     Established,
+    MessageReceived,
     SendBytes,
+    SendMessage,
     Timer,
     TimerExpired,
 )
 from obscura_ref.machines.handshake import LocalHandshake
 from obscura_ref.machines.reasons import CloseReason
+from obscura_ref.machines.shaping import DUMMY_MAX_INTERVAL, DUMMY_MIN_INTERVAL, MAX_SEND_DELAY
 from obscura_ref.transport.noise import public_key
-from obscura_ref.wire import MAGIC, encode_frame
+from obscura_ref.wire import MAGIC, MessageType, Opaque, encode_frame
 
 from .machine_harness import SETTINGS, Pair, new_machine, sent_bytes
 from .test_handshake import closed_of, peer_handshake
@@ -106,3 +111,109 @@ def test_a_local_close_after_the_keys_is_sealed() -> None:
     assert closed.reason is CloseReason.PEER_DISCONNECTED
     assert closed.peer_reason == CloseReason.REQUESTED.code
     assert isinstance(closed, Closed)
+
+
+MAXIMUM = dataclasses.replace(SETTINGS, privacy_level="maximum")
+STANDARD = dataclasses.replace(SETTINGS, privacy_level="standard")
+
+
+def first_pair(settings_b: ConnectionSettings = STANDARD, chunk: int | None = None) -> Pair:
+    """A at maximum dials B: encrypted from the first byte (section 3.5)."""
+    pair = Pair(OFFER, OFFER, chunk=chunk, settings_a=MAXIMUM, settings_b=settings_b)
+    pair.connect()
+    return pair
+
+
+@pytest.mark.spec("PRIV-50", "PRIV-53", "PRIV-57")
+@pytest.mark.parametrize("chunk", [None, 1, 5, 100])
+def test_encrypted_from_the_first_byte_in_any_chunking(chunk: int | None) -> None:
+    pair = first_pair(chunk=chunk)
+    a, b = pair.a.machine, pair.b.machine
+    assert a.state is b.state is ConnState.ESTABLISHED
+    assert a.session_id is not None and a.session_id == b.session_id
+    wire = sent_bytes(pair.a.actions)
+    assert wire[:4] != MAGIC and MAGIC not in wire  # spec: PRIV-50 (no plaintext at all)
+    # The handshake travelled inside the records: B accepted A's, sealed (PRIV-57).
+    assert b.negotiated is not None and b.negotiated.peer_user_agent == OFFER.user_agent
+
+
+@pytest.mark.spec("PRIV-58")
+def test_an_encrypted_first_initiator_does_not_go_on_in_plaintext() -> None:
+    pair = first_pair(settings_b=dataclasses.replace(SETTINGS, privacy_level="none"))
+    assert pair.a.machine.close_reason is CloseReason.NOISE_OUT_OF_PLACE
+    assert pair.b.machine.close_reason is CloseReason.INVALID_MESSAGE
+    assert pair.a.machine.established_at is None
+
+
+def held_sends(pair: Pair, side: str) -> list[SendBytes]:
+    actions = (pair.a if side == "a" else pair.b).actions
+    return [x for x in actions if isinstance(x, SendBytes)]
+
+
+@pytest.mark.spec("PRIV-60")
+def test_shaping_holds_each_send_within_the_bound_and_in_order() -> None:
+    pair = first_pair(settings_b=MAXIMUM)
+    a = pair.a.machine
+    assert a.state is ConnState.ESTABLISHED
+    before = len(held_sends(pair, "a"))
+    pair.now = 100.0
+    actions = [
+        *a.handle(SendMessage(Opaque(MessageType.Inv, b"one")), pair.now),
+        *a.handle(SendMessage(Opaque(MessageType.Inv, b"two")), pair.now),
+    ]
+    assert not any(isinstance(x, SendBytes) for x in actions)  # held, not sent
+    (arm,) = [x for x in actions if isinstance(x, ArmTimer) and x.timer is Timer.SHAPE]
+    assert pair.now <= arm.deadline <= pair.now + MAX_SEND_DELAY
+    released = b""
+    now: float | None = arm.deadline
+    while now is not None:
+        out = a.handle(TimerExpired(Timer.SHAPE), now)
+        released += b"".join(x.data for x in out if isinstance(x, SendBytes))
+        rearmed = [x.deadline for x in out if isinstance(x, ArmTimer) and x.timer is Timer.SHAPE]
+        assert all(now <= t <= pair.now + 2 * MAX_SEND_DELAY for t in rearmed)
+        now = rearmed[0] if rearmed else None
+    assert len(held_sends(pair, "a")) == before
+    # B opens both, in order.
+    pair.feed(pair.b, BytesReceived(released))
+    got = [x.message for x in pair.b.actions if isinstance(x, MessageReceived)]
+    assert got == [Opaque(MessageType.Inv, b"one"), Opaque(MessageType.Inv, b"two")]
+
+
+@pytest.mark.spec("PRIV-61", "PRIV-63")
+def test_dummies_come_at_random_intervals_and_are_discarded() -> None:
+    pair = first_pair(settings_b=MAXIMUM)
+    a = pair.a.machine
+    deadline = a.armed_timers[Timer.DUMMY]
+    established = a.established_at
+    assert established is not None
+    assert established + DUMMY_MIN_INTERVAL <= deadline <= established + DUMMY_MAX_INTERVAL
+    out = a.handle(TimerExpired(Timer.DUMMY), deadline)
+    again = [x.deadline for x in out if isinstance(x, ArmTimer) and x.timer is Timer.DUMMY]
+    assert len(again) == 1
+    assert deadline + DUMMY_MIN_INTERVAL <= again[0] <= deadline + DUMMY_MAX_INTERVAL
+    shape = a.armed_timers[Timer.SHAPE]
+    sent = a.handle(TimerExpired(Timer.SHAPE), shape)
+    record = b"".join(x.data for x in sent if isinstance(x, SendBytes))
+    assert record
+    before = len(pair.b.actions)
+    pair.feed(pair.b, BytesReceived(record))
+    new = pair.b.actions[before:]
+    assert not any(isinstance(x, MessageReceived) for x in new)  # spec: PRIV-63
+    assert pair.b.machine.state is ConnState.ESTABLISHED
+
+
+@pytest.mark.spec("PRIV-62")
+def test_a_close_releases_what_shaping_holds_before_its_disconnect() -> None:
+    pair = first_pair(settings_b=MAXIMUM)
+    a = pair.a.machine
+    held = a.handle(SendMessage(Opaque(MessageType.Inv, b"held")), 200.0)
+    assert not any(isinstance(x, SendBytes) for x in held)
+    out = a.handle(CloseRequested(CloseReason.REQUESTED), 200.0)
+    sends = [x.data for x in out if isinstance(x, SendBytes)]
+    assert len(sends) == 2  # what was held, then the Disconnect, at once
+    kinds = [type(x) for x in out if isinstance(x, SendBytes | CloseTransport)]
+    assert kinds == [SendBytes, SendBytes, CloseTransport]
+    pair.feed(pair.b, BytesReceived(b"".join(sends)))
+    got = [x.message for x in pair.b.actions if isinstance(x, MessageReceived)]
+    assert got == [Opaque(MessageType.Inv, b"held")]
+    assert closed_of(pair.b.actions).peer_reason == CloseReason.REQUESTED.code
