@@ -115,8 +115,13 @@ _client: list[str] = []
 def client_command(force_python: bool = False) -> list[str]:
     """The load client: bench/client.c built with the system's C compiler, else client.py."""
     if not _client:
-        _client.extend(_build_c_client(force_python) or [sys.executable, str(HERE / "client.py")])
+        _client.extend(_build_c_client(force_python) or python_client())
     return _client
+
+
+def python_client() -> list[str]:
+    """The Python load client, whatever client_command chose (a fresh list each time)."""
+    return [sys.executable, str(HERE / "client.py")]
 
 
 def _build_c_client(force_python: bool) -> list[str] | None:
@@ -165,11 +170,14 @@ class Window:
 class Client:
     """The load client in its own process, pinned to the client's core. It sets up (prints
     ``ready``), runs one window when told (prints ``done OPS ALL_OPS SECONDS``), and exits when
-    its standard input closes."""
+    its standard input closes. ``command`` is the client to run, client_command() if None."""
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], command: list[str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [*client_command(), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [*(command or client_command()), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         pin(self.process.pid, CLIENT_CPU)
 
@@ -250,7 +258,9 @@ def machine() -> str:
     )
 
 
-def client_handshake() -> bytes:
+def client_handshake(privacy_features: int = 0) -> bytes:
     """The handshake every benchmark client sends (one nonce for all: the node only refuses
-    its own nonces)."""
-    return encode_frame(Handshake(1, int(time.time()), 1, 0, "bench/1", bytes(32), 0, 0x5EED))
+    its own nonces), with ``privacy_features`` set (EncryptedTransport for an encrypted run)."""
+    return encode_frame(
+        Handshake(1, int(time.time()), 1, privacy_features, "bench/1", bytes(32), 0, 0x5EED)
+    )

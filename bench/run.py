@@ -1,15 +1,16 @@
 """Every benchmark of bench/ in one run, interleaved, printed as the tables of RESULTS.md.
 
-    python bench/run.py            # the full run, about 6 minutes on 2 cores
+    python bench/run.py            # the full run, about 7 minutes on 2 cores
     python bench/run.py --quick    # a smoke run of a few seconds per case, one repetition
 
 Each repetition runs every case against every server in turn (the order rotating from one
 repetition to the next), each server in a fresh process pinned to one core and the load client
-(bench/client.c, built here; else bench/client.py) pinned to the other. A figure is the median
-of the repetitions with their range in brackets; a ratio is taken within each repetition, then
-its median and range are given. The primary figure is the server's CPU time per operation, from
-the kernel's accounting of the server process over the timed window. Progress goes to standard
-error, the tables to standard output.
+(bench/client.c, built here; else bench/client.py) pinned to the other. The round trips over the
+encrypted transport take the Python client for every transport they compare, the C client having
+no encrypted mode. A figure is the median of the repetitions with their range in brackets; a
+ratio is taken within each repetition, then its median and range are given. The primary figure
+is the server's CPU time per operation, from the kernel's accounting of the server process over
+the timed window. Progress goes to standard error, the tables to standard output.
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ NAMES = {
     "uvloop": "uvloop Protocol, frame-checking",
     "accept": "selectors accept-send-read-close",
 }
+# The round trips over the encrypted transport: each against its server, all through the Python
+# client. The first is the baseline the others' ratios are taken against. The shaped transport
+# (privacy_level "maximum", spec/privacy.md section 5) is one more line here once the level
+# exists: roundtrip.Transport("shaped", "node@maximum", encrypted=True).
+TRANSPORTS = (
+    roundtrip.Transport("plaintext", "node-padded", encrypted=False),
+    roundtrip.Transport("encrypted", "node-padded", encrypted=True),
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,8 @@ class Plan:
     idle_counts: tuple[int, ...] = (1000, 10000)
     idle_seconds: float = 3.0
     decode_budget: float = 0.6
-    parts: tuple[str, ...] = ("roundtrip", "handshakes", "idle", "decode")
+    transport_connections: tuple[int, ...] = (100, 1000)
+    parts: tuple[str, ...] = ("roundtrip", "transport", "handshakes", "idle", "decode")
 
 
 QUICK = Plan(
@@ -77,6 +87,7 @@ QUICK = Plan(
     idle_counts=(1000,),
     idle_seconds=1.0,
     decode_budget=0.05,
+    transport_connections=(100,),
 )
 
 
@@ -103,6 +114,7 @@ class Results:
     def __init__(self) -> None:
         self.rt: dict[tuple[str, int], list[Window | None]] = {}
         self.rt_detail: dict[str, str] = {}
+        self.transport: dict[tuple[str, int], list[Window | None]] = {}
         self.hs: dict[str, list[Window | None]] = {}
         self.idle: dict[tuple[str, int], list[idle.Idle | None]] = {}
         self.decode: dict[tuple[str, str], list[float]] = {}
@@ -124,6 +136,14 @@ def run(plan: Plan) -> Results:
                         results.rt_detail[kind] = measured[1]
                     window = None if measured is None else measured[0]
                     results.rt.setdefault((kind, count), []).append(window)
+        if "transport" in plan.parts:
+            for count in plan.transport_connections:
+                for transport in rotated(TRANSPORTS, rep):
+                    got = attempt(
+                        f"round trips, {count} connections, {transport.name} (Python client)",
+                        partial(roundtrip.measure_transport, transport, count, plan.rt_seconds),
+                    )
+                    results.transport.setdefault((transport.name, count), []).append(got)
         if "handshakes" in plan.parts:
             for kind in rotated(HS_SERVERS, rep):
                 got = attempt(
@@ -198,6 +218,12 @@ def window_rows(label: str, windows: list[Window | None]) -> str:
         f"| {median_range([100 * w.client_share for w in got], 0, '%')} "
         f"| {len(got)} |"
     )
+
+
+def server_name(kind: str) -> str:
+    if kind.startswith("node@"):
+        return f"node (privacy {kind.removeprefix('node@')})"
+    return NAMES.get(kind, kind)
 
 
 def median_or_none(values: list[float]) -> float | None:
@@ -275,6 +301,57 @@ class Report:
                     "{:.1f} µs",
                     per is not None and per <= 18.0,
                 )
+        print()
+
+    def transport(self) -> None:
+        plan, res = self.plan, self.results
+        print(
+            "### Round trips over the encrypted transport: one 24-byte Ping in flight per "
+            f"connection, the Python client for every transport, {plan.rt_seconds:g} s windows\n"
+        )
+        print(
+            "| connections | transport | server | server CPU per round trip (µs) "
+            "| round trips per second | client CPU share | client CPU per round trip (µs) "
+            "| runs |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for count in plan.transport_connections:
+            for transport in TRANSPORTS:
+                got = present(res.transport.get((transport.name, count), []))
+                print(
+                    f"| {count:,} | {transport.name} | {server_name(transport.server)} "
+                    f"| {median_range([w.server_us_per_op for w in got])} "
+                    f"| {median_range([w.rate for w in got], 0)} "
+                    f"| {median_range([100 * w.client_share for w in got], 0, '%')} "
+                    f"| {median_range([w.client_cpu / max(w.all_ops, 1) * 1e6 for w in got])} "
+                    f"| {len(got)} |"
+                )
+        base = TRANSPORTS[0]
+        print(
+            f"\nRatios against {base.name} (CPU: {base.name}'s server CPU per round trip over the "
+            "transport's, so higher is better and 1.00x is no cost; rate: the transport's over "
+            f"{base.name}'s):\n"
+        )
+        print("| connections | transport | CPU | rate |")
+        print("|---|---|---|---|")
+        for count in plan.transport_connections:
+            baseline = res.transport.get((base.name, count), [])
+            for transport in TRANSPORTS[1:]:
+                other = res.transport.get((transport.name, count), [])
+                cpu = paired(baseline, other, us)
+                print(
+                    f"| {count:,} | {transport.name} | {median_range(cpu, 2, 'x')} "
+                    f"| {median_range(paired(other, baseline, rate), 2, 'x')} |"
+                )
+                if transport.name == "encrypted":
+                    ratio = median_or_none(cpu)
+                    self.target(
+                        f"encrypted round trip at {count:,} connections: {base.name} CPU per "
+                        "round trip over encrypted's >= 0.6x",
+                        ratio,
+                        "{:.2f}x",
+                        ratio is not None and ratio >= 0.6,
+                    )
         print()
 
     def handshakes(self) -> None:
@@ -444,7 +521,10 @@ def main() -> None:
     code = revision()
     if code != code_before:
         code = f"{code_before} at the start, {code} at the end (it changed during the run)"
-    print(f"- Code: {code}; {client_kind()} load client")
+    clients = f"{client_kind()} load client"
+    if "transport" in plan.parts:
+        clients += " (the Python client for the encrypted transport's round trips)"
+    print(f"- Code: {code}; {clients}")
     print(
         f"- Run: {plan.repeat} repetition{'s' if plan.repeat != 1 else ''} in {minutes:.1f} "
         f"minutes; load average (1 minute) "
@@ -453,6 +533,8 @@ def main() -> None:
     report = Report(plan, results)
     if "roundtrip" in plan.parts:
         report.roundtrip()
+    if "transport" in plan.parts:
+        report.transport()
     if "handshakes" in plan.parts:
         report.handshakes()
     if "idle" in plan.parts:

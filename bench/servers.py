@@ -5,7 +5,9 @@
 KIND is one of:
 
 - ``node``: the node, privacy_level "none" (its pongs and handshakes carry no padding);
-- ``node-padded``: the node, privacy_level "standard" (padded pongs);
+- ``node-padded``: the node, privacy_level "standard" (padded pongs; it offers the encrypted
+  transport, which a client that offers it too gets);
+- ``node@LEVEL``: the node at any privacy_level the configuration accepts;
 - ``frames``: a bare ``selectors`` loop doing the node's frame work and no more: per readiness
   one ``recv`` of READ_CHUNK bytes, each 16-byte header parsed, each payload's checksum
   (double SHA-256) checked, a Ping answered with the Pong the node sends at privacy_level
@@ -210,6 +212,8 @@ def main() -> None:
         serve_node(host, port, "none")
     elif kind == "node-padded":
         serve_node(host, port, "standard")
+    elif kind.startswith("node@"):
+        serve_node(host, port, kind.removeprefix("node@"))
     elif kind == "frames":
         serve_selectors(host, port, accept_only=False)
     elif kind == "accept":
