@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from obscura_ref.config import NodeConfig
-from obscura_ref.machines import connection, handshake
+from obscura_ref.machines import connection, handshake, privacy
 from obscura_ref.machines.connection import (
     CONNECTION_TRANSITIONS,
     ConnectionSettings,
@@ -52,6 +52,7 @@ from obscura_ref.machines.events import (
 from obscura_ref.machines.handshake import CHECK_ORDER, HandshakeProtocol, LocalHandshake, Role
 from obscura_ref.machines.nonces import OwnNonces
 from obscura_ref.machines.padding import RandomSource, origin_padding, random_below
+from obscura_ref.machines.privacy import PrivacyPolicy
 from obscura_ref.machines.reasons import CloseReason
 from obscura_ref.manager import manager as manager_module
 from obscura_ref.manager import rotation as rotation_module
@@ -65,6 +66,7 @@ from obscura_ref.manager.manager import (
 )
 from obscura_ref.manager.score import PeerFacts
 from obscura_ref.node import AppEvent, Node, _Peer
+from obscura_ref.transport.records import RecordError, RecordErrorCode, RecordOpener
 from obscura_ref.wire import (
     MAX_HANDSHAKE_PAYLOAD,
     MAX_PAYLOAD,
@@ -1030,6 +1032,67 @@ def user_agent_not_utf8_accepted(mp: pytest.MonkeyPatch) -> None:
         return builtins.str(value)
 
     mp.setattr(messages, "str", lenient, raising=False)  # found before the builtin
+
+
+@mutant("privacy", "PRIV-11", "session-privacy.json#1", "session-privacy.json#26")
+def encryption_never_offered(mp: pytest.MonkeyPatch) -> None:
+    """The node's handshakes never set EncryptedTransport, whatever its level."""
+    mp.setattr(PrivacyPolicy, "privacy_features", property(lambda self: 0))
+
+
+@mutant("privacy", "PRIV-20", "session-privacy.json#1", "session-privacy.json#26")
+def prologue_without_the_handshakes(mp: pytest.MonkeyPatch) -> None:
+    """The Noise prologue leaves out the two handshake frames."""
+    mp.setattr(connection, "noise_prologue", lambda initiator, responder: b"OBX noise v1")
+
+
+@mutant("privacy", "PRIV-28", "session-privacy.json#20", "session-privacy.json#21")
+def records_never_diagnosed(mp: pytest.MonkeyPatch) -> None:
+    """A replayed or reordered record is reported as forged."""
+
+    def forged(self: RecordOpener, sealed: bytes) -> RecordError:
+        return RecordError(RecordErrorCode.RECORD_FORGED, "not diagnosed")
+
+    mp.setattr(RecordOpener, "_diagnose", forged)
+
+
+@mutant("privacy", "PRIV-53", "session-privacy.json#5", "session-privacy.json#9")
+def encrypted_first_refused(mp: pytest.MonkeyPatch) -> None:
+    """A responder takes every first bytes for a frame, so an encrypted-first start is bad
+    magic."""
+    real = privacy.policy_of
+
+    def no_first(level: str) -> PrivacyPolicy:
+        return dataclasses.replace(real(level), accepts_encrypted_first=False)
+
+    mp.setattr(connection, "policy_of", no_first)
+
+
+@mutant("privacy", "PRIV-63", "session-privacy.json#11", "session-privacy.json#12")
+def dummy_delivered(mp: pytest.MonkeyPatch) -> None:
+    """A Dummy is delivered to the application instead of discarded (as an `Inv` with its
+    payload, which the profile's application echoes)."""
+
+    def deliver(self: PeerConnection) -> ConnState:
+        frame = self._pending
+        assert isinstance(frame, Frame) and isinstance(frame.message, Opaque)
+        self._emit(MessageReceived(Opaque(MessageType.Inv, frame.message.payload)))
+        return ConnState.ESTABLISHED
+
+    mp.setattr(PeerConnection, "_deliver_dummy", deliver, raising=False)
+    _row(mp, ConnState.ESTABLISHED, Input.DUMMY_FRAME, "_deliver_dummy")
+
+
+@mutant("privacy", "PRIV-36", "session-privacy.json#18", "session-privacy.json#20")
+def record_errors_close_silently(mp: pytest.MonkeyPatch) -> None:
+    """A broken record closes the connection without its sealed Disconnect."""
+
+    def silent(self: PeerConnection) -> ConnState:
+        error = self._pending
+        assert isinstance(error, RecordError)
+        return self._begin_close(CloseReason.RECORD_FORGED, str(error), notify=False, fault=None)
+
+    mp.setattr(PeerConnection, "_broken_record", silent)
 
 
 # ---- conformance/MUTANTS.md ------------------------------------------------------------
