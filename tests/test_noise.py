@@ -27,6 +27,7 @@ from obscura_ref.transport import (
     RecordOpener,
     RecordSealer,
     SymmetricState,
+    hidden_key_pair,
     public_key,
 )
 
@@ -425,6 +426,50 @@ def test_calls_out_of_turn_raise_usage_errors() -> None:
             done.split()  # two holders of one key would reuse its nonces
     with pytest.raises(ValueError):
         NoiseHandshake(True, PROLOGUE, bytes(31))
+
+
+# ephemeral_public: the public key written and hashed for e (the encrypted-first mode).
+
+
+@pytest.mark.spec("PRIV-20", "PRIV-21")
+def test_ephemeral_public_equal_to_x25519_s_changes_nothing() -> None:
+    default_i, _ = _handshake()
+    initiator = NoiseHandshake(True, PROLOGUE, INIT_E, ephemeral_public=public_key(INIT_E))
+    responder = NoiseHandshake(False, PROLOGUE, RESP_E, ephemeral_public=public_key(RESP_E))
+    responder.read_message(initiator.write_message())
+    initiator.read_message(responder.write_message())
+    assert initiator.handshake_hash == default_i.handshake_hash == responder.handshake_hash
+    assert [c.key for c in initiator.split()] == [c.key for c in default_i.split()]
+
+
+@pytest.mark.spec("PRIV-51")
+def test_ephemeral_public_is_what_each_role_writes_and_hashes() -> None:
+    pair_i = hidden_key_pair(bytes(range(32)))
+    pair_r = hidden_key_pair(bytes(range(1, 33)))
+    assert pair_i.public != public_key(pair_i.secret)  # a dirty key: other bytes, same DH
+    initiator = NoiseHandshake(True, PROLOGUE, pair_i.secret, ephemeral_public=pair_i.public)
+    responder = NoiseHandshake(False, PROLOGUE, pair_r.secret, ephemeral_public=pair_r.public)
+    message1 = initiator.write_message()
+    assert message1 == pair_i.public
+    responder.read_message(message1)
+    message2 = responder.write_message()
+    assert message2[:32] == pair_r.public
+    initiator.read_message(message2)
+    assert initiator.handshake_hash == responder.handshake_hash
+    # The hash covers the bytes written: with X25519's keys instead, another hash.
+    clean_i = NoiseHandshake(True, PROLOGUE, pair_i.secret)
+    clean_r = NoiseHandshake(False, PROLOGUE, pair_r.secret)
+    clean_r.read_message(clean_i.write_message())
+    clean_i.read_message(clean_r.write_message())
+    assert clean_i.handshake_hash != initiator.handshake_hash
+    # The DH is the same, and in NN only the DH feeds the keys of Split: the hash alone (and
+    # the tag of message 2, checked against it) tells the two apart.
+    assert [c.key for c in clean_i.split()] == [c.key for c in initiator.split()]
+
+
+def test_ephemeral_public_has_32_bytes() -> None:
+    with pytest.raises(ValueError):
+        NoiseHandshake(True, PROLOGUE, INIT_E, ephemeral_public=bytes(31))
 
 
 # The conformance vectors, checked against another implementation.

@@ -1,10 +1,12 @@
 """Sealed records, spec/privacy.md section 3.3: the layout, the rekey, padding to buckets, every
-error of the opener and the bytes it holds."""
+error of the opener and the bytes it holds; and the first record's associated data of the
+encrypted-first mode (section 3.5)."""
 
 from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -423,6 +425,93 @@ def test_any_frames_sealed_then_opened_in_any_chunks_are_the_same(
     assert out == encoded
 
 
+# The first record's associated data: the garbage of the encrypted-first mode (PRIV-56).
+
+GARBAGE = b"garbage sent before the terminator"
+
+
+def _last_error(opened: Sequence[object]) -> RecordError:
+    last = opened[-1]
+    assert isinstance(last, RecordError), opened
+    return last
+
+
+def _spec_record(nonce: int, ad: bytes, plaintext: bytes = PING, key: bytes = KEY) -> bytes:
+    """A record by section 3.3 written out, each encryption with the associated data ``ad``."""
+    aead = ChaCha20Poly1305(key)
+    length = aead.encrypt(_nonce(nonce), struct.pack("<I", len(plaintext)), ad)
+    return length + aead.encrypt(_nonce(nonce + 1), plaintext, ad)
+
+
+@pytest.mark.spec("PRIV-56")
+def test_the_first_record_alone_carries_the_garbage_as_associated_data() -> None:
+    sealer = RecordSealer(_cipher(), pad=False, first_ad=GARBAGE)
+    records = [sealer.seal(PING) for _ in range(3)]
+    assert records == [_spec_record(0, GARBAGE), _spec_record(2, b""), _spec_record(4, b"")]
+    opener = RecordOpener(_cipher(), first_ad=GARBAGE)
+    assert opener.feed(b"".join(records)) == [PING] * 3
+    byte_by_byte = RecordOpener(_cipher(), first_ad=GARBAGE)
+    stream = b"".join(records)
+    assert [x for i in range(len(stream)) for x in byte_by_byte.feed(stream[i : i + 1])] == [
+        PING
+    ] * 3
+
+
+@pytest.mark.spec("PRIV-56")
+def test_an_empty_first_ad_is_no_associated_data() -> None:
+    plain = RecordSealer(_cipher(), pad=False)
+    empty = RecordSealer(_cipher(), pad=False, first_ad=b"")
+    assert [plain.seal(PING) for _ in range(2)] == [empty.seal(PING) for _ in range(2)]
+    assert RecordOpener(_cipher(), first_ad=b"").feed(_spec_record(0, b"")) == [PING]
+
+
+@pytest.mark.spec("PRIV-27", "PRIV-56")
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        (GARBAGE, b""),
+        (b"", GARBAGE),
+        (GARBAGE[:-1], GARBAGE),
+        (bytes([GARBAGE[0] ^ 1]) + GARBAGE[1:], GARBAGE),
+    ],
+)
+def test_a_first_record_with_other_garbage_is_forged(sent: bytes, expected: bytes) -> None:
+    stream = RecordSealer(_cipher(), pad=False, first_ad=sent).seal(PING)
+    opened = RecordOpener(_cipher(), first_ad=expected).feed(stream)
+    assert len(opened) == 1 and _last_error(opened).code is RecordErrorCode.RECORD_FORGED
+
+
+@pytest.mark.spec("PRIV-27", "PRIV-56")
+def test_the_garbage_must_authenticate_the_body_too() -> None:
+    aead = ChaCha20Poly1305(KEY)
+    record = aead.encrypt(_nonce(0), struct.pack("<I", len(PING)), GARBAGE)
+    record += aead.encrypt(_nonce(1), PING, b"")  # the body without the garbage
+    error = _last_error(RecordOpener(_cipher(), first_ad=GARBAGE).feed(record))
+    assert error.code is RecordErrorCode.RECORD_FORGED and "body" in error.detail
+
+
+@pytest.mark.spec("PRIV-27", "PRIV-56")
+def test_garbage_on_a_later_record_is_forged() -> None:
+    stream = _spec_record(0, GARBAGE) + _spec_record(2, GARBAGE)
+    opened = RecordOpener(_cipher(), first_ad=GARBAGE).feed(stream)
+    assert opened[0] == PING and _last_error(opened).code is RecordErrorCode.RECORD_FORGED
+
+
+@pytest.mark.spec("PRIV-28", "PRIV-56")
+def test_the_first_record_sent_again_is_replayed_and_the_second_sent_first_reordered() -> None:
+    sealer = RecordSealer(_cipher(), pad=False, first_ad=GARBAGE)
+    first, second = sealer.seal(PING), sealer.seal(PING)
+    opened = RecordOpener(_cipher(), first_ad=GARBAGE).feed(first + first)
+    assert opened[0] == PING and _last_error(opened).code is RecordErrorCode.RECORD_REPLAYED
+    opened = RecordOpener(_cipher(), first_ad=GARBAGE).feed(second)
+    assert _last_error(opened).code is RecordErrorCode.RECORD_REORDERED
+    # From nonce 40, the first record's place is nonce 40, not 0.
+    sealer = RecordSealer(_cipher(nonce=40), pad=False, first_ad=GARBAGE)
+    first = sealer.seal(PING)
+    opened = RecordOpener(_cipher(nonce=40), first_ad=GARBAGE).feed(first + first)
+    assert _last_error(opened).code is RecordErrorCode.RECORD_REPLAYED
+
+
 # The conformance vectors, checked by the spec's words written out here, without the reference.
 
 TRANSPORT_VECTORS = Path(__file__).parent.parent / "conformance/vectors/decision-transport.json"
@@ -500,3 +589,58 @@ def test_the_valid_open_vectors_are_the_spec_s() -> None:
 def test_the_bucket_of_the_spec_s_words_is_bucket_size() -> None:
     for n in [*range(0, 70_000, 97), 65536, 65537, HEADER_SIZE + MAX_PAYLOAD]:
         assert bucket_size(n) == _spec_bucket(n)
+
+
+FIRST_VECTORS = Path(__file__).parent.parent / "conformance/vectors/decision-first.json"
+
+
+def _first_cases(kind: str) -> list[dict[str, Any]]:
+    document = json.loads(FIRST_VECTORS.read_text())
+    return [
+        case
+        for group in document["testGroups"]
+        for case in group["tests"]
+        if case["decision"] == kind
+    ]
+
+
+def _spec_open_first(key: bytes, stream: bytes, first_ad: bytes) -> list[bytes]:
+    """The records of a valid stream from nonce 0, the first with ``first_ad`` (PRIV-56)."""
+    aead = ChaCha20Poly1305(key)
+    plaintexts = []
+    nonce = 0
+    while stream:
+        ad = first_ad if nonce == 0 else b""
+        length = int.from_bytes(aead.decrypt(_nonce(nonce), stream[:20], ad), "little")
+        plaintexts.append(aead.decrypt(_nonce(nonce + 1), stream[20 : 20 + length + 16], ad))
+        stream = stream[20 + length + 16 :]
+        nonce += 2
+    return plaintexts
+
+
+@pytest.mark.spec("PRIV-56")
+def test_the_first_ad_vectors_are_the_spec_s() -> None:
+    seals = _first_cases("seal")
+    assert any(case["input"].get("first_ad") for case in seals)
+    for case in seals:
+        given = case["input"]
+        assert given["nonce"] == 0
+        plaintexts = _spec_open_first(
+            bytes.fromhex(given["key"]),
+            bytes.fromhex(case["expected"]["stream"]),
+            bytes.fromhex(given.get("first_ad", "")),
+        )
+        frames = [bytes.fromhex(frame) for frame in given["frames"]]
+        if given["pad"]:
+            frames = [frame + bytes(_spec_bucket(len(frame)) - len(frame)) for frame in frames]
+        assert plaintexts == frames, case["comment"]
+    valid = [case for case in _first_cases("open") if case["expected"]["result"] == "valid"]
+    assert valid
+    for case in valid:
+        given = case["input"]
+        plaintexts = _spec_open_first(
+            bytes.fromhex(given["key"]),
+            bytes.fromhex(given["stream"]),
+            bytes.fromhex(given.get("first_ad", "")),
+        )
+        assert len(plaintexts) == len(case["expected"]["records"]), case["comment"]
