@@ -34,11 +34,11 @@ def garbage_terminators(handshake_hash: bytes) -> tuple[bytes, bytes]:
 
 
 def draw_garbage(draw: Callable[[int], bytes]) -> bytes:
-    """Garbage of a length drawn uniformly from 0 to MAX_GARBAGE, its bytes drawn too;
-    ``draw(n)`` gives n bytes of the caller's random source. (spec/privacy.md section 3.5)"""
+    """Garbage of a length drawn uniformly from 0 to MAX_GARBAGE, its bytes drawn too
+    (spec: PRIV-50); ``draw(n)`` gives n bytes of the caller's random source."""
     # MAX_GARBAGE + 1 = 4096 divides 2^16: the remainder of a u16 is uniform, no redraw needed.
-    length = int.from_bytes(draw(_LENGTH_DRAW), "little") % (MAX_GARBAGE + 1)
-    return draw(length)
+    length = int.from_bytes(draw(_LENGTH_DRAW), "little") % (MAX_GARBAGE + 1)  # spec: PRIV-50
+    return draw(length)  # spec: PRIV-50 (random bytes)
 
 
 class GarbageErrorCode(Enum):
