@@ -6,8 +6,10 @@ broken, and this one, with its margins, may not.
 
 The node runs in its own process, so that its resident memory is its own; the attackers and
 the good peer (a ``Node`` with ``ping_interval`` 1 and ``ping_timeout`` 0.5) run here, on one
-loop. Forty attackers flood pings and read nothing, fifty send garbage and fifty stall inside
-their handshake; each one the node closes comes back on a new connection.
+loop. Forty attackers flood pings and read nothing, fifty send garbage (half of them after a
+frame's magic, half random from the first byte, which the node takes for an encrypted-first
+start) and fifty stall inside their handshake; each one the node closes comes back on a new
+connection.
 """
 
 from __future__ import annotations
@@ -84,7 +86,14 @@ def flood(sock: socket.socket, acts: int) -> None:
 
 
 def garbage(sock: socket.socket, acts: int) -> None:
+    """Random bytes: to the node, the start of an encrypted-first connection whose terminator
+    never comes (spec/privacy.md PRIV-53, PRIV-55)."""
     sock.send(os.urandom(512))
+
+
+def framed_garbage(sock: socket.socket, acts: int) -> None:
+    """The magic, then random bytes: a plaintext frame that does not decode."""
+    sock.send((b"OBX\x00" if acts == 0 else b"") + os.urandom(512))
 
 
 def stall(sock: socket.socket, acts: int) -> None:
@@ -130,7 +139,8 @@ def test_a_good_peer_is_served_through_a_mixed_attack(tmp_path: Path) -> None:
         good.listen("127.9.0.1", 0)  # the good peer's own address group
         good.connect(*address)
         attackers = [Attacker(address, f"127.40.{i}.1", flood) for i in range(40)]
-        attackers += [Attacker(address, f"127.50.{i}.1", garbage) for i in range(50)]
+        attackers += [Attacker(address, f"127.50.{i}.1", garbage) for i in range(25)]
+        attackers += [Attacker(address, f"127.50.{i}.1", framed_garbage) for i in range(25, 50)]
         attackers += [Attacker(address, f"127.60.{i}.1", stall) for i in range(50)]
         assert good.run_until(lambda: any(isinstance(e.event, Established) for e in good.events), 5)
         pongs_before = good.status()[0].bytes_received
@@ -161,6 +171,7 @@ def test_a_good_peer_is_served_through_a_mixed_attack(tmp_path: Path) -> None:
     # It did meet the attack: garbage and stalled handshakes were closed, and the attackers
     # came back. (The floods fill the kernel's buffers first, which take longer than this.)
     assert "closed: invalid_message" in text
+    assert "closed: no_garbage_terminator" in text
     assert "closed: handshake_timeout" in text
     assert sum(a.opened for a in attackers) > len(attackers)
     assert "Traceback" not in text
