@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import math
+import random
+import socket
+import threading
+
 import pytest
 
 from obscura_ref.machines.events import Closed, Established, MessageReceived, RttMeasured
 from obscura_ref.machines.privacy import GENERIC_USER_AGENT, PRIVACY_LEVELS
 from obscura_ref.machines.reasons import CloseReason
-from obscura_ref.wire import MessageType, Opaque
+from obscura_ref.node import Node
+from obscura_ref.wire import MAGIC, MessageType, Opaque
 
 from .test_node import Network, fast, kinds, net  # noqa: F401 (net is a fixture)
 
@@ -79,3 +87,85 @@ def test_two_connections_have_different_session_ids(net: Network) -> None:  # no
     assert net.run(lambda: len(events_of(a, Established)) == 2)
     ids = {row.session_id for row in a.status()}
     assert len(ids) == 2 and None not in ids
+
+
+class Relay:
+    """A loopback relay between a dialling node and a listening one that records every byte
+    each way: what an observer of the line sees."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.listener = socket.create_server(("127.0.0.3", 0))
+        self.address = self.listener.getsockname()[:2]
+        self.target = target
+        self.outbound = bytearray()  # dialler to listener
+        self.inbound = bytearray()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        client, _ = self.listener.accept()
+        server = socket.create_connection(self.target)
+        pumps = [
+            threading.Thread(target=self._pump, args=(client, server, self.outbound)),
+            threading.Thread(target=self._pump, args=(server, client, self.inbound)),
+        ]
+        for pump in pumps:
+            pump.start()
+        for pump in pumps:
+            pump.join()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, record: bytearray) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                record += data
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def looks_random(data: bytes) -> bool:
+    """Two tests of NIST SP 800-22's kind, at a significance of 1e-4: the share of one bits
+    (the frequency test) and the byte histogram (chi-square with 255 degrees of freedom, whose
+    1e-4 quantile is about 347)."""
+    bits = len(data) * 8
+    ones = sum(bin(byte).count("1") for byte in data)
+    monobit = abs(2 * ones - bits) / math.sqrt(bits)
+    expected = len(data) / 256
+    counts = collections.Counter(data)
+    chi2 = sum((counts.get(b, 0) - expected) ** 2 / expected for b in range(256))
+    return monobit < 3.9 and chi2 < 347
+
+
+def captured(net: Network, level: str) -> tuple[bytes, bytes]:  # noqa: F811
+    """The bytes of one connection from a node at ``level`` to one at standard, both seeded,
+    after a few pings each way."""
+    # ping_timeout above twice MAX_SEND_DELAY: shaping holds the ping and the pong each.
+    config = ("ping_interval=0.2", "ping_timeout=0.15")
+    a = Node(fast(f"privacy_level={level}", *config), loop=net.loop, rng=random.Random(7))
+    b = Node(fast(*config), loop=net.loop, rng=random.Random(8))
+    net.nodes += [a, b]
+    relay = Relay(b.listen("127.0.0.2", 0))
+    try:
+        a.connect(*relay.address)
+        assert net.run(lambda: kinds(a).count("RttMeasured") >= 5, timeout=10)
+        return bytes(relay.outbound), bytes(relay.inbound)
+    finally:
+        relay.close()
+
+
+@pytest.mark.spec("PRIV-50", "PRIV-51", "PRIV-53")
+def test_an_encrypted_first_connection_looks_random_from_byte_zero(
+    net: Network,  # noqa: F811
+) -> None:
+    outbound, inbound = captured(net, "maximum")
+    for stream in (outbound, inbound):
+        assert len(stream) > 1500
+        assert stream[:4] != MAGIC and MAGIC not in stream  # no frame, no magic, anywhere
+        assert looks_random(stream), stream[:64].hex()
+    # The same measure tells a plaintext connection: the tests can fail.
+    plain_out, _ = captured(net, "none")
+    assert plain_out[:4] == MAGIC and not looks_random(plain_out)
