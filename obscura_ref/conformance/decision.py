@@ -11,7 +11,11 @@ reference. Kinds today:
 - the connection manager's rules (spec/manager.md): ``address_group`` (section 2), ``score``
   and ``evict`` (sections 4 and 5), ``misbehaviour`` and ``ban_expiry`` (section 6),
   ``select_outbound`` and ``backoff`` (sections 7 and 8), ``rotate`` (section 9) and
-  ``partition`` (section 10).
+  ``partition`` (section 10);
+- the encrypted transport's computations (spec/privacy.md section 3, transport_vectors.py):
+  ``noise_initiator``, ``noise_responder``, ``seal`` and ``open``, and for the encrypted-first
+  start ``elligator_key_pair``, ``elligator_map``, ``garbage_terminators`` and
+  ``find_terminator``.
 
 Numbers: a u64 is a decimal string (and a key, hex); every other integer is below 2**53, so that
 parsers that read JSON numbers as doubles (JavaScript's) read them right. Times, durations and
