@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 import math
@@ -26,7 +27,7 @@ from .budget import MemoryBudget
 from .config import NodeConfig
 from .eventqueue import AppEvent, EventQueue, NodeEvent
 from .loop import EventLoop, TimerHandle
-from .machines.connection import ConnState, Direction, PeerConnection
+from .machines.connection import ConnState, Direction, Observation, PeerConnection
 from .machines.events import (
     AbortTransport,
     Action,
@@ -212,9 +213,13 @@ class Node:
         rng: RandomSource | None = None,
         on_event: Callable[[NodeEvent], None] | None = None,
         loop: EventLoop | None = None,
+        observer: Callable[[int, Observation], None] | None = None,
     ) -> None:
         """``loop`` lets several nodes share one loop (and its clock), as tests of many nodes
-        in one process do; by default the node has its own."""
+        in one process do; by default the node has its own. ``observer``, when given, is told
+        each rule every connection's machine applies and each frame it sends, with the peer's
+        number (a narrated demo, debug logs); it must not call back into the node."""
+        self._observer = observer
         self.config = (config or NodeConfig()).check_together()
         self._owns_loop = loop is None
         self.loop = EventLoop(clock) if loop is None else loop
@@ -538,6 +543,8 @@ class Node:
             self._rng,
             proxy=proxy,
         )
+        if self._observer is not None:
+            machine.observer = functools.partial(self._observer, self._next_id)
         peer = _Peer(self._next_id, address, kind, machine, sock)
         self._next_id += 1
         self._peers[peer.id] = peer

@@ -541,3 +541,21 @@ def test_a_machine_is_freed_without_the_garbage_collector() -> None:
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_an_observer_is_told_each_rule_and_each_frame_sent() -> None:
+    from obscura_ref.machines.connection import FrameSent, Observation, RuleApplied
+
+    seen: list[Observation] = []
+    machine, _, _ = new_machine(Direction.INBOUND)
+    machine.observer = seen.append
+    machine.handle(BytesReceived(encode_frame(peer_handshake()) + encode_frame(Ping(9))), 1.0)
+    rules = [(o.state, o.input) for o in seen if isinstance(o, RuleApplied)]
+    assert rules == [
+        (ConnState.HANDSHAKING, Input.BYTES_RECEIVED),
+        (ConnState.HANDSHAKING, Input.HANDSHAKE_FRAME),
+        (ConnState.ESTABLISHED, Input.PING_FRAME),
+    ]
+    sent = [o.message for o in seen if isinstance(o, FrameSent)]
+    assert [type(m).__name__ for m in sent] == ["Handshake", "Pong"]
+    assert all(o.size > 16 and not o.sealed for o in seen if isinstance(o, FrameSent))

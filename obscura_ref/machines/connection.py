@@ -438,6 +438,32 @@ _FRAME_INPUT: dict[type, Input] = {
     Disconnect: Input.DISCONNECT_FRAME,
     Opaque: Input.OTHER_FRAME,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class RuleApplied:
+    """For an observer (a narrated demo, debug logs): the rule of the table about to decide,
+    in the state it was found for, and what it is about: an event, a decoded frame, or an
+    error. Inner steps (the frames of one read) are reported as they come."""
+
+    state: ConnState
+    input: Input
+    rule: Rule[ConnState]
+    subject: Event | Frame | DecodeError | RecordError | GarbageError
+
+
+@dataclass(frozen=True, slots=True)
+class FrameSent:
+    """For an observer: a frame the machine sends, and its size on the wire (its record's,
+    when sealed)."""
+
+    message: Message
+    size: int
+    sealed: bool
+
+
+Observation = RuleApplied | FrameSent
+
 # The states whose rules decode received bytes; closing discards them undecoded (CONN-24).
 _DECODING = (C.HANDSHAKING, C.ESTABLISHED)
 
@@ -495,6 +521,8 @@ class PeerConnection:
         self._sniffing = direction is Direction.INBOUND and self._policy.accepts_encrypted_first
         self._sniffed = bytearray()  # up to 3 bytes that could still begin the magic
         self._shaper: Shaper | None = None  # spec: PRIV-60 (shaped encrypted connections)
+        # Told each rule applied and each frame sent, when set (not by the machine itself).
+        self.observer: Callable[[Observation], None] | None = None
         self._armed: dict[Timer, float] = {}
         self._nonce_released = False
         self._outstanding_ping: tuple[int, float] | None = None  # nonce, time sent
@@ -622,6 +650,8 @@ class PeerConnection:
                 f"cannot take {input_.value}"
             )
         self._pending = subject
+        if self.observer is not None:
+            self.observer(RuleApplied(self.state, input_, rule, subject))
         # The class's function, called with self: no bound method made per event, and no
         # table of handlers kept per connection (its memory is per connection, its gain nil).
         handler: Callable[[PeerConnection], ConnState] = getattr(type(self), rule.handler)
@@ -646,6 +676,9 @@ class PeerConnection:
         elif isinstance(message, Handshake):
             self._own_handshake_frame = data  # as it travels: the Noise prologue's (PRIV-20)
         self.bytes_sent += len(data)
+        if self.observer is not None:
+            sealed = self._secure is not None and self._secure.can_seal
+            self.observer(FrameSent(message, len(data), sealed))
         if self._shaper is not None:
             self._shape(data)
         else:
