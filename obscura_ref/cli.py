@@ -39,7 +39,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, demo
 from .banfile import BanFileError, write_json_atomically
 from .config import ConfigError, NodeConfig, describe
 from .config import load as load_configuration
@@ -198,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
         "adapter", help="answer decision requests, one JSON line in, one JSON line out"
     )
     adapter.set_defaults(handler=lambda args: decision.adapter_main(sys.stdin, sys.stdout))
+    demo.add_parser(commands)
     return parser
 
 
