@@ -1,6 +1,8 @@
 """The ``obscura-ref`` command line.
 
     obscura-ref decode HEX|-        one JSON object per frame, or the error that stopped decoding
+    obscura-ref explain [--json] HEX|-
+                                    every field of the frames, with its offset and meaning
     obscura-ref encode JSON|-       the frames described by JSON (an object, an array of objects,
                                     or one object per line, as ``decode`` prints), as hex
     obscura-ref node [--listen HOST:PORT] [--connect HOST:PORT ...] [--persistent HOST:PORT ...]
@@ -46,6 +48,9 @@ from .config import load as load_configuration
 from .conformance import codec, decision, session_vectors
 from .conformance.runner import Options
 from .conformance.runner import run as run_conformance
+from .explain import explain as explain_stream
+from .explain import to_json as explain_json
+from .explain import to_text as explain_text
 from .logs import configure as configure_logging
 from .machines.events import MessageReceived
 from .node import Node, NodeError, NodeEvent, parse_address
@@ -83,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     decode = commands.add_parser("decode", help="decode frames from hex")
     decode.add_argument("hex", metavar="HEX", help="frame bytes as hex, or - to read stdin")
     decode.set_defaults(handler=_decode)
+
+    explain = commands.add_parser(
+        "explain", help="every field of the frames in hex, with its offset and meaning"
+    )
+    explain.add_argument("hex", metavar="HEX", help="frame bytes as hex, or - to read stdin")
+    explain.add_argument("--json", action="store_true", help="the rows as a JSON list")
+    explain.set_defaults(handler=_explain)
 
     encode = commands.add_parser("encode", help="encode frames described by JSON")
     encode.add_argument("json", metavar="JSON", help="the frames as JSON, or - to read stdin")
@@ -442,6 +454,35 @@ def _decode(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    given = _argument_text(args.hex)
+    try:
+        data = _hex_bytes(given)
+    except ValueError as exc:
+        if args.json:
+            return _input_error(str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    rows = explain_stream(data)
+    if args.json:
+        print(explain_json(rows))
+    else:
+        print(explain_text(rows) if rows else "an empty stream: no frames")
+    return 1 if rows and rows[-1].field == "error" else 0
+
+
+def _hex_bytes(given: str) -> bytes:
+    """The bytes of hex text, whitespace anywhere ignored; ValueError says what is not hex,
+    in the words ``decode`` uses."""
+    for position, char in enumerate(given):
+        if not (char in "0123456789abcdefABCDEF" or char.isspace()):
+            raise ValueError(f"not hex: {char!r} at position {position} (from 0)")
+    text = "".join(given.split())
+    if len(text) % 2:
+        raise ValueError(f"not hex: an odd number of hex digits ({len(text)})")
+    return bytes.fromhex(text)
 
 
 def _encode(args: argparse.Namespace) -> int:
