@@ -17,6 +17,7 @@ from typing import get_args
 
 from .config import KEYS
 from .eventqueue import EVENT_COST
+from .examples import EXAMPLES, example_markdown
 from .machines.connection import (
     CONNECTION_TRANSITIONS,
     STATE_MEANINGS,
@@ -284,6 +285,11 @@ def _handshake_constants() -> str:
     return "\n".join(rows)
 
 
+def _example(name: str) -> Callable[[], str]:
+    # A function per name: a lambda written in the table's comprehension would see only the last.
+    return lambda: example_markdown(name)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "connection-events": lambda: _classes(Event),
     "connection-actions": lambda: _classes(Action),
@@ -404,6 +410,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     ),
     "close-reasons": _reasons,
     "timers": _timers,
+    **{f"example-{name}": _example(name) for name in EXAMPLES},
 }
 
 

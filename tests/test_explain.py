@@ -311,3 +311,17 @@ def test_a_reader_that_stops_reading_ends_explain_quietly() -> None:
 def test_magic_is_checked_byte_by_byte() -> None:
     rows = explain(MAGIC[:2] + b"\x00")
     assert rows[-1].value == "bad_magic" and rows[-1].offset == 2
+
+
+def test_the_worked_examples_show_each_error_code_and_valid_frames_otherwise() -> None:
+    from obscura_ref.examples import EXAMPLES
+
+    rejected = {name for name in EXAMPLES if name.startswith("rejected-")}
+    for code in ErrorCode:
+        rows = explain(EXAMPLES[f"rejected-{code.value.replace('_', '-')}"])
+        assert rows[-1].field == "error" and rows[-1].value == code.value
+    assert len(rejected) == len(ErrorCode)
+    for name in set(EXAMPLES) - rejected:
+        assert all(row.field != "error" for row in explain(EXAMPLES[name])), name
+    for name in ("ping", "pong"):  # padded as the origin pads: 64 payload bytes in all
+        assert fields(explain(EXAMPLES[name]))["padding"].size == 56
