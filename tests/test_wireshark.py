@@ -29,8 +29,18 @@ from obscura_ref.loop import EventLoop
 from obscura_ref.machines.events import Established
 from obscura_ref.machines.reasons import CloseReason
 from obscura_ref.node import Node
-from obscura_ref.wire import MessageType, Opaque, decode_frames
+from obscura_ref.wire import (
+    Disconnect,
+    Handshake,
+    MessageType,
+    Opaque,
+    Ping,
+    Pong,
+    decode_frames,
+    encode_frame,
+)
 from obscura_ref.wire.jsonform import frame_to_json
+from obscura_ref.wire.messages import Message
 from obscura_ref.wire.registry import Feature, PrivacyFeature
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -305,6 +315,13 @@ def test_codec_vectors_dissect_as_the_reference_decodes(tmp_path: Path) -> None:
         packets += _stream(split, _cut(data))
         streams[whole] = (f"vector {vector['tcId']}, one segment", data)
         streams[split] = (f"vector {vector['tcId']}, split", data)
+    # One byte of padding, the least there can be, after each defined payload.
+    hs = Handshake(1, 2, 3, 0x81, "ua", bytes(32), 4, 5)
+    extra: list[Message] = [hs, Ping(6), Pong(7), Disconnect(8)]
+    for index, message in enumerate(extra):
+        data = encode_frame(message, b"\xaa")
+        packets += _stream(40000 + index, _cut(data))
+        streams[40000 + index] = (f"{message} with one byte of padding", data)
     capture = tmp_path / "vectors.pcap"
     _write_pcap(capture, packets)
     # Decode As, as an operator would for a port the heuristic does not catch.
