@@ -22,6 +22,7 @@ from obscura_ref.machines.events import (
 )
 from obscura_ref.machines.handshake import LocalHandshake
 from obscura_ref.machines.nonces import OwnNonces
+from obscura_ref.transport.socks5 import Socks5Client
 
 SETTINGS = ConnectionSettings(
     connection_timeout=5,
@@ -41,6 +42,7 @@ def new_machine(
     seed: int = 1,
     settings: ConnectionSettings = SETTINGS,
     now: float = 0.0,
+    proxy: Socks5Client | None = None,
 ) -> tuple[PeerConnection, OwnNonces, list[Action]]:
     rng = random.Random(seed)
     nonces = OwnNonces() if nonces is None else nonces
@@ -53,6 +55,7 @@ def new_machine(
         1_700_000_000,
         nonces,
         rng,
+        proxy=proxy,
     )
     return machine, nonces, machine.start()
 

@@ -54,6 +54,7 @@ from obscura_ref.machines.nonces import OwnNonces
 from obscura_ref.machines.padding import RandomSource, origin_padding, random_below
 from obscura_ref.machines.privacy import PrivacyPolicy
 from obscura_ref.machines.reasons import CloseReason
+from obscura_ref.machines.secure import SecureChannel
 from obscura_ref.manager import manager as manager_module
 from obscura_ref.manager import rotation as rotation_module
 from obscura_ref.manager.bans import BanList, MisbehaviourRecords
@@ -66,7 +67,7 @@ from obscura_ref.manager.manager import (
 )
 from obscura_ref.manager.score import PeerFacts
 from obscura_ref.node import AppEvent, Node, _Peer
-from obscura_ref.transport.records import RecordError, RecordErrorCode, RecordOpener
+from obscura_ref.transport.records import MAX_RECORD, RecordError, RecordErrorCode, RecordOpener
 from obscura_ref.wire import (
     MAX_HANDSHAKE_PAYLOAD,
     MAX_PAYLOAD,
@@ -1034,19 +1035,19 @@ def user_agent_not_utf8_accepted(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(messages, "str", lenient, raising=False)  # found before the builtin
 
 
-@mutant("privacy", "PRIV-11", "session-privacy.json#1", "session-privacy.json#26")
+@mutant("privacy", "PRIV-11", "session-privacy.json#1", "session-privacy.json#30")
 def encryption_never_offered(mp: pytest.MonkeyPatch) -> None:
     """The node's handshakes never set EncryptedTransport, whatever its level."""
     mp.setattr(PrivacyPolicy, "privacy_features", property(lambda self: 0))
 
 
-@mutant("privacy", "PRIV-20", "session-privacy.json#1", "session-privacy.json#26")
+@mutant("privacy", "PRIV-20", "session-privacy.json#1", "session-privacy.json#30")
 def prologue_without_the_handshakes(mp: pytest.MonkeyPatch) -> None:
     """The Noise prologue leaves out the two handshake frames."""
     mp.setattr(connection, "noise_prologue", lambda initiator, responder: b"OBX noise v1")
 
 
-@mutant("privacy", "PRIV-28", "session-privacy.json#20", "session-privacy.json#21")
+@mutant("privacy", "PRIV-28", "session-privacy.json#23", "session-privacy.json#24")
 def records_never_diagnosed(mp: pytest.MonkeyPatch) -> None:
     """A replayed or reordered record is reported as forged."""
 
@@ -1056,7 +1057,7 @@ def records_never_diagnosed(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(RecordOpener, "_diagnose", forged)
 
 
-@mutant("privacy", "PRIV-53", "session-privacy.json#5", "session-privacy.json#9")
+@mutant("privacy", "PRIV-53", "session-privacy.json#5", "session-privacy.json#12")
 def encrypted_first_refused(mp: pytest.MonkeyPatch) -> None:
     """A responder takes every first bytes for a frame, so an encrypted-first start is bad
     magic."""
@@ -1068,7 +1069,7 @@ def encrypted_first_refused(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(connection, "policy_of", no_first)
 
 
-@mutant("privacy", "PRIV-63", "session-privacy.json#11", "session-privacy.json#12")
+@mutant("privacy", "PRIV-63", "session-privacy.json#14", "session-privacy.json#15")
 def dummy_delivered(mp: pytest.MonkeyPatch) -> None:
     """A Dummy is delivered to the application instead of discarded (as an `Inv` with its
     payload, which the profile's application echoes)."""
@@ -1083,7 +1084,7 @@ def dummy_delivered(mp: pytest.MonkeyPatch) -> None:
     _row(mp, ConnState.ESTABLISHED, Input.DUMMY_FRAME, "_deliver_dummy")
 
 
-@mutant("privacy", "PRIV-36", "session-privacy.json#18", "session-privacy.json#20")
+@mutant("privacy", "PRIV-36", "session-privacy.json#21", "session-privacy.json#23")
 def record_errors_close_silently(mp: pytest.MonkeyPatch) -> None:
     """A broken record closes the connection without its sealed Disconnect."""
 
@@ -1093,6 +1094,20 @@ def record_errors_close_silently(mp: pytest.MonkeyPatch) -> None:
         return self._begin_close(CloseReason.RECORD_FORGED, str(error), notify=False, fault=None)
 
     mp.setattr(PeerConnection, "_broken_record", silent)
+
+
+@mutant("privacy", "HS-23, PRIV-26", "session-privacy.json#10", "session-privacy.json#11")
+def handshake_limit_not_in_records(mp: pytest.MonkeyPatch) -> None:
+    """On a connection encrypted from the first byte, frames and records before the handshake
+    completes are held to MAX_PAYLOAD and MAX_RECORD, not to the handshake's limit."""
+    mp.setattr(SecureChannel, "_max_record", property(lambda self: MAX_RECORD))
+    real = SecureChannel.__init__
+
+    def init(self: SecureChannel, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        self.max_payload = MAX_PAYLOAD
+
+    mp.setattr(SecureChannel, "__init__", init)
 
 
 # ---- conformance/MUTANTS.md ------------------------------------------------------------

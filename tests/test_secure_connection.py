@@ -19,6 +19,7 @@ from obscura_ref.machines.events import (
     MessageReceived,
     SendBytes,
     SendMessage,
+    TcpConnected,
     Timer,
     TimerExpired,
 )
@@ -26,6 +27,7 @@ from obscura_ref.machines.handshake import LocalHandshake
 from obscura_ref.machines.reasons import CloseReason
 from obscura_ref.machines.shaping import DUMMY_MAX_INTERVAL, DUMMY_MIN_INTERVAL, MAX_SEND_DELAY
 from obscura_ref.transport.noise import public_key
+from obscura_ref.transport.socks5 import Socks5Client
 from obscura_ref.wire import MAGIC, MessageType, Opaque, encode_frame
 
 from .machine_harness import SETTINGS, Pair, new_machine, sent_bytes
@@ -217,3 +219,53 @@ def test_a_close_releases_what_shaping_holds_before_its_disconnect() -> None:
     got = [x.message for x in pair.b.actions if isinstance(x, MessageReceived)]
     assert got == [Opaque(MessageType.Inv, b"held")]
     assert closed_of(pair.b.actions).peer_reason == CloseReason.REQUESTED.code
+
+
+@pytest.mark.spec("PRIV-32")
+def test_the_handshake_deadline_is_not_moved_by_the_noise_handshake() -> None:
+    machine, _, _ = new_machine(Direction.INBOUND, local=OFFER)
+    armed = machine.armed_timers[Timer.HANDSHAKE]
+    offer = dataclasses.replace(peer_handshake(), privacy_features=0x80)
+    machine.handle(BytesReceived(encode_frame(offer)), armed - 0.5)
+    assert machine.state is ConnState.SECURING
+    assert machine.armed_timers[Timer.HANDSHAKE] == armed  # spec: PRIV-32 (from HS-21's moment)
+
+
+@pytest.mark.spec("PRIV-40", "PRIV-50")
+def test_encrypted_from_the_first_byte_through_a_proxy() -> None:
+    a, _, _ = new_machine(
+        Direction.OUTBOUND,
+        local=OFFER,
+        settings=MAXIMUM,
+        proxy=Socks5Client("127.0.0.2", 9000),
+    )
+    b, _, _ = new_machine(Direction.INBOUND, local=OFFER, settings=STANDARD, seed=2)
+    greeting = sent_bytes(a.handle(TcpConnected(), 0.1))
+    assert greeting == b"\x05\x01\x00"
+    request = sent_bytes(a.handle(BytesReceived(b"\x05\x00"), 0.2))
+    assert request.startswith(b"\x05\x01\x00\x01")
+    # The proxy's success: the connection starts encrypted from its first byte, no plaintext.
+    first = sent_bytes(a.handle(BytesReceived(b"\x05\x00\x00\x01" + bytes(6)), 0.3))
+    assert a.state is ConnState.SECURING and first[:4] != MAGIC
+    # Then the two machines talk until both are established.
+    pending = [(b, first)]
+    for _ in range(20):
+        if not pending:
+            break
+        target, data = pending.pop(0)
+        other = a if target is b else b
+        out = sent_bytes(target.handle(BytesReceived(data), 1.0))
+        if out:
+            pending.append((other, out))
+    assert a.state is b.state is ConnState.ESTABLISHED
+    assert a.session_id == b.session_id is not None
+
+
+@pytest.mark.spec("PRIV-12")
+def test_encrypted_from_the_first_byte_the_bit_is_not_required_again() -> None:
+    # The initiator's handshake, inside the records, does not set EncryptedTransport; the
+    # responder requires encryption, and has it already.
+    requiring = LocalHandshake(privacy_features=0x80, requires_encryption=True)
+    pair = Pair(LocalHandshake(), requiring, settings_a=MAXIMUM, settings_b=MAXIMUM)
+    pair.connect()
+    assert pair.a.machine.state is pair.b.machine.state is ConnState.ESTABLISHED

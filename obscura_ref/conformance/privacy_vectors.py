@@ -22,6 +22,7 @@ from .session_vectors import (
     case,
     connect,
     disconnect,
+    encoded,
     expect,
     expect_close,
     handshake,
@@ -52,8 +53,10 @@ def secure(conn: str = "a", ephemeral: str = RUNNER_EPHEMERAL, **more: Any) -> S
     return {"op": "secure", "conn": conn, "ephemeral": ephemeral, "within": 1.0, **more}
 
 
-def send_record(conn: str, *frames: dict[str, Any], tamper: str, **more: Any) -> Step:
-    step: Step = {"op": "send_record", "conn": conn, "tamper": tamper, **more}
+def send_record(conn: str, *frames: dict[str, Any], tamper: str | None, **more: Any) -> Step:
+    step: Step = {"op": "send_record", "conn": conn, **more}
+    if tamper is not None:
+        step["tamper"] = tamper
     if frames:
         step["frames"] = list(frames)
     return step
@@ -243,6 +246,22 @@ def privacy_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
     )
     records.append(
         case(
+            "records padded to their size buckets, and a record whose padding is not zeros: "
+            "each frame is delivered as it was, the padding ignored",
+            "PRIV-30, PRIV-31",
+            [
+                *encrypted(),
+                send_record("a", ping(25), tamper=None, pad=True),
+                expect("a", their_pong("25")),
+                {"op": "send_record", "conn": "a", "hex": encoded(ping(26)).hex() + "ff" * 40},
+                expect("a", their_pong("26")),
+                send_record("a", echo, tamper=None, pad=True),
+                expect("a", {"type": "Inv", "payload": echo["payload"]}),
+            ],
+        )
+    )
+    records.append(
+        case(
             "the stream ends inside a record: closed, nothing sent",
             "PRIV-29",
             [
@@ -324,6 +343,29 @@ def privacy_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
                 silence("a", 0.5),
                 send("a", handshake()),
                 expect("a", THEIR_HANDSHAKE),
+            ],
+        ),
+        case(
+            "a representative of 32 zero bytes (a low-order key): closed, nothing sent",
+            "PRIV-22, PRIV-34",
+            [secure_first(tamper="low_order"), expect_close("a", [])],
+        ),
+        case(
+            "before the handshake, a frame in a record is held to the handshake's limit: "
+            "a 2,008-byte ping is `invalid_message` (payload_too_large)",
+            "HS-23, PRIV-26",
+            [
+                secure_first(then=[ping(23, padding="00" * 2000)]),
+                expect_close("a", ["invalid_message"]),
+            ],
+        ),
+        case(
+            "before the handshake, a record longer than the bucket of the largest handshake "
+            "frame is `record_too_large`",
+            "PRIV-26",
+            [
+                secure_first(then=[ping(24, padding="00" * 2100)]),
+                expect_close("a", ["record_too_large"]),
             ],
         ),
         case(

@@ -78,13 +78,18 @@ class PeerCrypto:
         self.raw = None
 
     def install_first(
-        self, send: CipherState, receive: CipherState, own_ad: bytes, found: Found
+        self,
+        send: CipherState,
+        receive: CipherState,
+        own_ad: bytes,
+        peer_hidden: bytes,
+        found: Found,
     ) -> None:
         """Encrypted from the first byte: records from now on, the first each way sealed with
-        the garbage before it (spec: PRIV-56)."""
+        its sender's representative and garbage (spec: PRIV-56)."""
         self.send = send
         self.sealer = RecordSealer(send, pad=False, first_ad=own_ad)
-        self.opener = RecordOpener(receive, first_ad=found.garbage)
+        self.opener = RecordOpener(receive, first_ad=peer_hidden + found.garbage)
         self.opener.push(found.rest)
         self.raw = None
 
@@ -102,10 +107,11 @@ class PeerCrypto:
                 break
         return out
 
-    def seal(self, frames: list[bytes], tamper: str | None = None) -> bytes:
-        """The records of ``frames``, one each, or the wrong bytes ``tamper`` names."""
+    def seal(self, frames: list[bytes], tamper: str | None = None, pad: bool = False) -> bytes:
+        """The records of ``frames``, one each, or the wrong bytes ``tamper`` names; ``pad``:
+        each padded to its size bucket (PRIV-31), after the first record."""
         assert self.send is not None and self.sealer is not None
-        sealer = self.sealer
+        sealer = RecordSealer(self.send, pad=True) if pad else self.sealer
         if tamper is None:
             out = b"".join(sealer.seal(frame) for frame in frames)
         elif tamper == "replay":

@@ -25,7 +25,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..machines.reasons import CloseReason
-from ..transport.elligator import FIRST_PROLOGUE, hidden_key_pair, hide_message, unhide_message
+from ..transport.elligator import (
+    FIRST_PROLOGUE,
+    HIDDEN_SIZE,
+    hidden_key_pair,
+    hide_message,
+    unhide_message,
+)
 from ..transport.garbage import (
     MAX_GARBAGE,
     Found,
@@ -679,7 +685,8 @@ class Session:
         terminator, then ``then`` (frames sealed, the first with the garbage as associated
         data). ``tamper``: ``no_terminator`` sends MAX_GARBAGE + 17 more bytes of garbage
         instead of the terminator; ``garbage_changed`` seals the first record with other
-        associated data than the garbage sent."""
+        associated data than the representative and garbage sent; ``low_order`` sends a
+        representative of 32 zero bytes (u = 0) and stops there."""
         name = step["conn"]
         self._op_connect({"conn": name})
         conn = self.conns[name]
@@ -692,6 +699,11 @@ class Session:
         noise = NoiseHandshake(True, FIRST_PROLOGUE, pair.secret, ephemeral_public=pair.public)
         garbage = b"\xa5" * step["garbage"]
         message1 = hide_message(noise.write_message(), pair)
+        tamper = step.get("tamper")
+        if tamper == "low_order":  # a representative that maps to u = 0, a low-order point
+            self._write(conn, bytes(HIDDEN_SIZE) + garbage, self.clock() + SEND_TIMEOUT)
+            self._mark(step, self.clock())
+            return
         self._write(conn, message1 + garbage, self.clock() + SEND_TIMEOUT)
 
         def arrived(count: int) -> bool:
@@ -705,6 +717,7 @@ class Session:
                 f"expected Noise message 2 on {name} within {step['within']} s; "
                 f"{self._ending(conn)}"
             )
+        peer_hidden = bytes(raw[:HIDDEN_SIZE])
         try:
             noise.read_message(unhide_message(bytes(raw[:MESSAGE2_SIZE])))
         except NoiseError as exc:
@@ -713,7 +726,6 @@ class Session:
         send, receive = noise.split()
         crypto.session_id = noise.handshake_hash
         own_end, peer_end = garbage_terminators(noise.handshake_hash)
-        tamper = step.get("tamper")
         if tamper == "no_terminator":
             self._write(conn, b"\xa5" * (MAX_GARBAGE + 17), self.clock() + SEND_TIMEOUT)
         else:
@@ -735,8 +747,10 @@ class Session:
         if not isinstance(result, Found):
             problem = "no terminator" if result is None else str(result)
             raise StepFailed(f"the implementation's garbage on {name}: {problem}")
-        ad = garbage + b"\x00" if tamper == "garbage_changed" else garbage
-        crypto.install_first(send, receive, ad, result)
+        ad = pair.hidden + garbage  # spec: PRIV-56 (the representative, then the garbage)
+        if tamper == "garbage_changed":
+            ad += b"\x00"
+        crypto.install_first(send, receive, ad, peer_hidden, result)
         if "then" in step:
             self._write(conn, self._bytes_of(conn, step, "then"), self.clock() + SEND_TIMEOUT)
         conn.take_opened(self.clock())
@@ -754,7 +768,7 @@ class Session:
             frames = [data for data, _ in self._frames_of(step)]
         else:
             frames = []  # a tamper that needs none: replay, too_large
-        data = conn.crypto.seal(frames, step.get("tamper"))
+        data = conn.crypto.seal(frames, step.get("tamper"), pad=step.get("pad", False))
         self._write(conn, data, self.clock() + SEND_TIMEOUT)
         self._mark(step, self.clock())
 

@@ -235,7 +235,7 @@ def find_terminator(given: Json) -> Json:
     )
     found = scanner.feed(_bytes(given, "stream"))
     if found is None:
-        raise ValueError("the stream must hold the terminator, or more than limit + 16 bytes")
+        raise ValueError("the stream must hold the terminator, or limit + 16 bytes or more")
     if isinstance(found, GarbageError):  # spec: PRIV-55
         return {"error": found.code.value}
     return {"garbage": found.garbage.hex(), "rest": found.rest.hex()}
@@ -1086,7 +1086,7 @@ def first_cases() -> Cases:
             "find_terminator",
             "find_terminator",
             "The garbage before the peer's terminator and the bytes after it, or "
-            "no_garbage_terminator when more than limit + 16 bytes come without it (PRIV-55).",
+            "no_garbage_terminator once limit + 16 bytes have come without it (PRIV-55).",
             _find_cases(),
         ),
         (
@@ -1133,8 +1133,8 @@ FIRST_NOTES: Json = {
         "input {terminator (16 bytes), stream (the bytes after the peer's Noise message), limit "
         f"(optional; {MAX_GARBAGE} when absent)}}; output {{garbage (the bytes before the first "
         "terminator), rest (the bytes after it)}} when the terminator ends within limit + 16 "
-        'bytes, or {"error": "no_garbage_terminator"} when more than limit + 16 bytes hold none '
-        "that does. Every stream holds one or the other."
+        'bytes, or {"error": "no_garbage_terminator"} when the first limit + 16 bytes hold none. '
+        "Every stream holds one or the other."
     ),
     "seal": NOTES["seal"],
     "open": NOTES["open"],

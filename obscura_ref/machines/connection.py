@@ -775,6 +775,7 @@ class PeerConnection:
         if self._policy.starts_encrypted:
             # spec: PRIV-50 (no plaintext handshake: Noise message 1, hidden, and garbage)
             self._secure = SecureChannel(True, b"", self._rng, self._policy.pad_records, first=True)
+            self.handshake.encrypted = True  # spec: PRIV-12 (the bit has no further effect)
             first = self._secure.start()
             self.bytes_sent += len(first)
             self._emit(SendBytes(first))
@@ -799,7 +800,10 @@ class PeerConnection:
             return self._proxy_failed(step)
         # spec: CONN-3 (the proxy reached the peer: as if the TCP connection had just opened)
         self.state = self._connected()
-        # What followed the proxy's reply is the peer's first bytes, for the decoder.
+        # What followed the proxy's reply is the peer's first bytes: for the decoder, or, on a
+        # connection encrypted from the first byte, the Noise handshake's (PRIV-50).
+        if self.state is C.SECURING:
+            return self._secure_bytes(step.leftover) if step.leftover else C.SECURING
         self._pending = BytesReceived(step.leftover)
         return self._decode()
 
@@ -853,6 +857,7 @@ class PeerConnection:
                 self._secure = SecureChannel(
                     False, b"", self._rng, self._policy.pad_records, first=True
                 )
+                self.handshake.encrypted = True  # spec: PRIV-12 (the bit has no further effect)
                 self.state = C.SECURING
                 return self._secure_bytes(data)
         source = self._decoder if self._secure is None else self._secure  # spec: PRIV-24
@@ -908,7 +913,7 @@ class PeerConnection:
         self.negotiated = outcome.negotiated
         self._release_nonce()
         if self._secure is not None:
-            return self._establish()  # spec: PRIV-57 (encrypted from the first byte already)
+            return self._establish()  # spec: PRIV-12 (encrypted from the first byte already)
         if not outcome.negotiated.privacy_features & PrivacyFeature.EncryptedTransport:
             return self._establish()
         # spec: PRIV-11, PRIV-20 (both offered encryption: the Noise handshake, right now)
@@ -931,6 +936,8 @@ class PeerConnection:
         assert self.negotiated is not None  # spec: HS-14
         self.established_at = self._now
         self._decoder.max_payload = MAX_PAYLOAD  # spec: HS-23 (the handshake's limit ends)
+        if self._secure is not None:
+            self._secure.max_payload = MAX_PAYLOAD  # spec: HS-23 (inside the records too)
         self._cancel_all_timers()  # spec: PRIV-32 (the handshake timer ran until now)
         self._arm(Timer.PING, "ping_interval")  # spec: KA-1
         self._arm(Timer.INACTIVITY, "inactivity_timeout", since=self._last_received)

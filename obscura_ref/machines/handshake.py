@@ -119,6 +119,9 @@ class HandshakeProtocol:
         self._own = self._build_own()
         self._peer: Handshake | None = None
         self._outcome: Outcome | None = None
+        # The connection is encrypted from its first byte: the handshakes travel sealed, and
+        # EncryptedTransport has no further effect (spec/privacy.md PRIV-12, section 3.5).
+        self.encrypted = False
 
     def start(self) -> Handshake:
         """Initiator only: the handshake to send as the connection's first frame."""
@@ -198,7 +201,8 @@ class HandshakeProtocol:
 
     def _check_encryption(self, peer: Handshake) -> Rejected | None:
         offered = peer.privacy_features & PrivacyFeature.EncryptedTransport
-        if self.local.requires_encryption and not offered:  # spec: PRIV-12
+        required = self.local.requires_encryption and not self.encrypted
+        if required and not offered:  # spec: PRIV-12
             return Rejected(
                 CloseReason.ENCRYPTION_REQUIRED, "the peer's handshake does not offer encryption"
             )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..transport.elligator import (
     FIRST_PROLOGUE,
+    HIDDEN_SIZE,
     HiddenKeyPair,
     draw_hidden_key_pair,
     hide_message,
@@ -33,8 +34,16 @@ from ..transport.noise import (
     NoiseHandshake,
     public_key,
 )
-from ..transport.records import RecordError, RecordOpener, RecordSealer, split_record
+from ..transport.records import (
+    MAX_RECORD,
+    RecordError,
+    RecordOpener,
+    RecordSealer,
+    bucket_size,
+    split_record,
+)
 from ..wire import (
+    HEADER_SIZE,
     MAGIC,
     MAX_HANDSHAKE_PAYLOAD,
     MAX_PAYLOAD,
@@ -130,6 +139,7 @@ class SecureChannel:
         else:
             self._noise = NoiseHandshake(initiator, prologue, draw_ephemeral(rng))  # spec: PRIV-33
         self._garbage = b""  # what this side sent after its Noise message (PRIV-50, PRIV-53)
+        self._peer_hidden = b""  # the peer's representative as it arrived (PRIV-56)
         self._scanner: TerminatorScanner | None = None  # for the peer's terminator (PRIV-55)
         self._receive: CipherState | None = None
         self._pad_records = pad_records
@@ -139,7 +149,25 @@ class SecureChannel:
         self._sealer: RecordSealer | None = None
         self._opener: RecordOpener | None = None
         self.session_id: bytes | None = None
-        self.max_payload = MAX_PAYLOAD
+        # Encrypted from the first byte, the handshake travels in records: until it completes,
+        # no frame is larger than a handshake, no record than its bucket.
+        # spec: HS-23, PRIV-26
+        self._max_payload = MAX_HANDSHAKE_PAYLOAD if first else MAX_PAYLOAD
+
+    @property
+    def max_payload(self) -> int:
+        return self._max_payload
+
+    @max_payload.setter
+    def max_payload(self, limit: int) -> None:
+        """The connection's frame limit (HS-23), and with it the longest record (PRIV-26)."""
+        self._max_payload = limit
+        if self._opener is not None:
+            self._opener.max_record = self._max_record
+
+    @property
+    def _max_record(self) -> int:
+        return min(MAX_RECORD, bucket_size(HEADER_SIZE + self._max_payload))
 
     def _draw(self, count: int) -> bytes:
         return random_bytes(self._rng, count)
@@ -190,6 +218,7 @@ class SecureChannel:
             return NeedMore()
         message = bytes(self._message)
         if self._hidden is not None:
+            self._peer_hidden = message[:HIDDEN_SIZE]  # authenticated by its first record
             message = unhide_message(message)  # spec: PRIV-51 (the peer's e from its R(e))
         try:
             self._noise.read_message(message)  # spec: PRIV-20, PRIV-22
@@ -201,7 +230,7 @@ class SecureChannel:
         self._message = bytearray()
         if self._hidden is None:
             self._sealer = RecordSealer(send, self._pad_records)
-            self._opener = RecordOpener(receive)
+            self._opener = RecordOpener(receive, self._max_record)
             self._opener.push(rest)
             return Secured(reply, self.session_id)
         # spec: PRIV-54 (each side's terminator, from the handshake hash)
@@ -214,8 +243,11 @@ class SecureChannel:
             reply = hide_message(reply, self._hidden) + self._garbage + own_end
         else:  # the initiator: its terminator, now that it knows h (spec: PRIV-54)
             reply = own_end
-        # spec: PRIV-56 (the first record each way authenticates the garbage before it)
-        self._sealer = RecordSealer(send, self._pad_records, first_ad=self._garbage)
+        # The first record each way authenticates the representative and the garbage before
+        # it: the Noise hash covers the public key, not its representative.
+        # spec: PRIV-56
+        own_ad = self._hidden.hidden + self._garbage  # spec: PRIV-56
+        self._sealer = RecordSealer(send, self._pad_records, first_ad=own_ad)
         self._receive = receive
         self._scanner = TerminatorScanner(peer_end)  # spec: PRIV-55
         self._scanner.push(rest)
@@ -256,13 +288,15 @@ class SecureChannel:
             assert self._receive is not None
             self._scanner = None
             # spec: PRIV-56 (the peer's first record is sealed with its garbage)
-            self._opener = RecordOpener(self._receive, first_ad=found.garbage)
+            self._opener = RecordOpener(
+                self._receive, self._max_record, first_ad=self._peer_hidden + found.garbage
+            )
             self._opener.push(found.rest)
         assert self._opener is not None
         item = self._opener.pull()  # spec: PRIV-24
         if item is None or isinstance(item, RecordError):
             return item
-        split = split_record(item, self.max_payload)  # spec: PRIV-30
+        split = split_record(item, self._max_payload)  # spec: PRIV-30, HS-23
         if isinstance(split, tuple):
             return split[0]
         return split

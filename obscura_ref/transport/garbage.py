@@ -120,7 +120,8 @@ class TerminatorScanner:
             self._garbage = bytes(self._window[:index])
             self._rest = [bytes(self._window[index + TERMINATOR_SIZE :]), bytes(data[room:])]
             self._window = bytearray()
-        elif len(data) > room:  # spec: PRIV-55 (more than limit + 16 bytes, no terminator)
+        elif len(self._window) >= self.limit + TERMINATOR_SIZE:
+            # spec: PRIV-55 (limit + 16 bytes hold no terminator: it cannot end in time)
             self._error = GarbageError(
                 GarbageErrorCode.NO_GARBAGE_TERMINATOR,
                 f"no terminator in the first {self.limit + TERMINATOR_SIZE} bytes",
