@@ -269,3 +269,12 @@ def test_encrypted_from_the_first_byte_the_bit_is_not_required_again() -> None:
     pair = Pair(LocalHandshake(), requiring, settings_a=MAXIMUM, settings_b=MAXIMUM)
     pair.connect()
     assert pair.a.machine.state is pair.b.machine.state is ConnState.ESTABLISHED
+
+
+@pytest.mark.spec("CONN-33", "PRIV-53")
+def test_the_start_of_a_magic_then_the_end_is_a_frame_cut_short() -> None:
+    machine, _, _ = new_machine(Direction.INBOUND, settings=STANDARD)
+    machine.handle(BytesReceived(MAGIC[:3]), 1.0)
+    assert machine.state is ConnState.HANDSHAKING  # the fourth byte would decide
+    machine.handle(EndOfStream(), 1.0)
+    assert machine.close_reason is CloseReason.INVALID_MESSAGE

@@ -1026,6 +1026,9 @@ class PeerConnection:
             return self._begin_close(
                 CloseReason.PEER_CLOSED, "end of stream", notify=False, fault=None
             )
+        if self._sniffed:  # the start of a magic, then the end: a frame cut short (CONN-33)
+            self._decoder.push(bytes(self._sniffed))
+            self._sniffed = bytearray()
         truncated = self._decoder.eof()
         if truncated is not None:  # spec: CONN-33 (a frame cut short is invalid)
             fault = Misbehaviour(
