@@ -15,6 +15,7 @@ from obscura_ref.machines.events import (
     Closed,
     CloseRequested,
     CloseTransport,
+    EndOfStream,
     Established,
     MessageReceived,
     SendBytes,
