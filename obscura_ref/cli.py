@@ -52,6 +52,7 @@ from .explain import explain as explain_stream
 from .explain import to_json as explain_json
 from .explain import to_text as explain_text
 from .logs import configure as configure_logging
+from .logs import frame_logger
 from .machines.events import MessageReceived
 from .node import Node, NodeError, NodeEvent, parse_address
 from .specgen import refresh as refresh_generated
@@ -259,7 +260,13 @@ def _node(args: argparse.Namespace) -> int:
         return 2
     rng = None if args.seed is None else random.Random(args.seed)
     try:
-        node = Node(config, rng=rng, on_event=_echo_to(lambda: node) if args.echo else _ignore)
+        node = Node(
+            config,
+            rng=rng,
+            on_event=_echo_to(lambda: node) if args.echo else _ignore,
+            # One line per frame sent and received at debug; no observer costs nothing above.
+            observer=frame_logger() if args.log_level == "debug" else None,
+        )
     except BanFileError as exc:  # spec: BAN-8 (refuse to start, naming the file)
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -166,10 +166,33 @@ class _Peer:
 
 def _reason(code: int) -> str:
     """A Disconnect's reason code as a log shows it: its name, and the code."""
+    name = _reason_name(code)
+    return (
+        f"{code} (not a code of spec/connection.md section 5)"
+        if name is None
+        else (f"{name} ({code})")
+    )
+
+
+def _reason_name(code: int) -> str | None:
+    """The name of a Disconnect's reason code, or None for a code no reason has."""
     for reason in CloseReason:
         if reason.code == code and reason.value.sent:
-            return f"{reason.label} ({code})"
-    return f"{code} (not a code of spec/connection.md section 5)"
+            return reason.label
+    return None
+
+
+def _fields(peer: _Peer, event: str, **more: object) -> dict[str, object]:
+    """The structured fields of a log record about one connection (``--log-format json``,
+    README.md's table of log keys); a value left None is left out."""
+    fields: dict[str, object] = {
+        "peer": peer.id,
+        "address": peer.label,
+        "direction": peer.machine.direction.value,
+        "event": event,
+    }
+    fields.update((key, value) for key, value in more.items() if value is not None)
+    return fields
 
 
 def parse_address(text: str) -> Address:
@@ -311,7 +334,12 @@ class Node:
         self._listeners.append(sock)
         self._watch_listeners()
         bound = sock.getsockname()
-        log.info("listening on %s:%s", bound[0], bound[1])
+        log.info(
+            "listening on %s:%s",
+            bound[0],
+            bound[1],
+            extra={"event": "listening", "address": f"{bound[0]}:{bound[1]}"},
+        )
         self._decide(mgr.Listening((bound[0], bound[1])))
         return bound[0], bound[1]
 
@@ -343,7 +371,13 @@ class Node:
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError as exc:  # out of descriptors, say
-            log.warning("cannot open a socket for %s:%s: %s", host, port, exc)
+            log.warning(
+                "cannot open a socket for %s:%s: %s",
+                host,
+                port,
+                exc,
+                extra={"event": "dial_failed", "address": f"{host}:{port}"},
+            )
             self._decide(mgr.DialFailed(address, kind))
             self._log_next_attempt(address)
             return
@@ -354,7 +388,13 @@ class Node:
             status = sock.connect_ex(endpoint)
         except OSError as exc:
             sock.close()
-            log.warning("cannot connect to %s:%s: %s", host, port, exc)
+            log.warning(
+                "cannot connect to %s:%s: %s",
+                host,
+                port,
+                exc,
+                extra={"event": "dial_failed", "address": f"{host}:{port}"},
+            )
             self._decide(mgr.DialFailed(address, kind))
             self._log_next_attempt(address)
             return
@@ -362,7 +402,13 @@ class Node:
         peer = self._add_peer(Direction.OUTBOUND, address, sock, kind, proxy)  # spec: PRIV-43
         self._dialled[address] = peer.id
         self._decide(mgr.Opened(peer.id, address, kind))
-        log.info("peer %d %s %s connecting", peer.id, peer.label, kind.value)
+        log.info(
+            "peer %d %s %s connecting",
+            peer.id,
+            peer.label,
+            kind.value,
+            extra=_fields(peer, "connecting", type=kind.value),
+        )
         if status not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
             # Reported on the next pass of the loop, so that the caller has the peer number
             # before it hears of the close.
@@ -568,7 +614,9 @@ class Node:
             peer = self._add_peer(
                 Direction.INBOUND, (address[0], address[1]), sock, PeerType.INBOUND
             )
-            log.info("peer %d %s inbound accepted", peer.id, peer.label)
+            log.info(
+                "peer %d %s inbound accepted", peer.id, peer.label, extra=_fields(peer, "accepted")
+            )
             # spec: LIM-16 (decided before a byte of it is read: Admit makes it readable)
             self._decide(mgr.InboundOffered(peer.id, peer.address))
 
@@ -637,7 +685,9 @@ class Node:
             self._handle(peer, TransportFailed(f"connect: {errno.errorcode.get(status, status)}"))
             return
         peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        log.info("peer %d %s outbound connected", peer.id, peer.label)
+        log.info(
+            "peer %d %s outbound connected", peer.id, peer.label, extra=_fields(peer, "connected")
+        )
         self._handle(peer, TcpConnected())
 
     def _read(self, peer: _Peer, size: int) -> int:
@@ -926,6 +976,7 @@ class Node:
                 peer.machine.direction.value,
                 reason.label,
                 reason.requirement,
+                extra=_fields(peer, "closing", reason=reason.label, requirement=reason.requirement),
             )
 
     def _queue(self, peer: _Peer, data: bytes) -> None:
@@ -984,9 +1035,25 @@ class Node:
                 ""
                 if event.session_id is None
                 else f", encrypted, session id {event.session_id.hex()}",
+                extra=_fields(
+                    peer,
+                    "established",
+                    version=n.version,
+                    features=flag_names(Feature, n.features),
+                    privacy_features=flag_names(PrivacyFeature, n.privacy_features),
+                    user_agent=n.peer_user_agent,
+                    session_id=None if event.session_id is None else event.session_id.hex(),
+                ),
             )
             self._decide(mgr.Established(peer.id, n.features))
         elif isinstance(event, RttMeasured):
+            log.debug(
+                "peer %d %s rtt %.1f ms",
+                peer.id,
+                peer.label,
+                1000 * event.seconds,
+                extra=_fields(peer, "rtt", rtt=event.seconds),
+            )
             self._decide(mgr.RttMeasured(peer.id, event.seconds))
         elif isinstance(event, Misbehaviour):
             log.warning(
@@ -996,6 +1063,9 @@ class Node:
                 event.reason.label,
                 event.requirement,
                 event.detail,
+                extra=_fields(
+                    peer, "misbehaved", reason=event.reason.label, requirement=event.requirement
+                ),
             )
             self._decide(mgr.Misbehaved(peer.id, event.requirement))  # spec: BAN-1
         elif isinstance(event, Closed):
@@ -1021,6 +1091,15 @@ class Node:
             event.reason.requirement,
             said,
             event.detail,
+            extra=_fields(
+                peer,
+                "closed",
+                reason=event.reason.label,
+                requirement=event.reason.requirement,
+                peer_reason=None
+                if event.peer_reason is None
+                else _reason_name(event.peer_reason) or event.peer_reason,
+            ),
         )
         for handle in peer.timers.values():
             self.loop.cancel(handle)
@@ -1050,6 +1129,7 @@ class Node:
             entry.text,
             entry.next_attempt - now,
             entry.failures,
+            extra={"event": "next_attempt", "address": entry.text},
         )
 
     # ---- inside: the manager's decisions -----------------------------------------------
