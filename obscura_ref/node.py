@@ -17,7 +17,9 @@ import logging
 import math
 import selectors
 import socket
+import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,6 +99,23 @@ __all__ = [
 
 class NodeError(Exception):
     """A request the node cannot carry out (an unknown peer, a limit reached, a bad address)."""
+
+
+class _Thread:
+    """What one thread drives: its nodes not shut down, and the loop it ran last. Two nodes
+    of one thread on separate loops would each block in its own select while the other's
+    sockets wait (README.md, "Embedding"): driving them in turn is refused."""
+
+    def __init__(self) -> None:
+        self.live: weakref.WeakSet[Node] = weakref.WeakSet()
+        self.last: weakref.ref[EventLoop] | None = None
+
+
+_THREADS: dict[int, _Thread] = {}
+
+
+def _thread() -> _Thread:
+    return _THREADS.setdefault(threading.get_ident(), _Thread())
 
 
 @dataclass(frozen=True)
@@ -246,6 +265,8 @@ class Node:
         self.config = (config or NodeConfig()).check_together()
         self._owns_loop = loop is None
         self.loop = EventLoop(clock) if loop is None else loop
+        self._ran = False  # driven once by step, run_until or run_forever
+        _thread().live.add(self)
         self._wall_clock = wall_clock
         self._rng: RandomSource = rng if rng is not None else SystemRandomSource()
         self._on_event = on_event
@@ -515,17 +536,36 @@ class Node:
 
     def step(self, max_wait: float | None = 0.0) -> None:
         """Run one pass of the loop, waiting at most ``max_wait`` seconds for something."""
+        self._check_one_loop()
         self.loop.run_once(max_wait)
 
     def run_until(self, done: Callable[[], bool], timeout: float) -> bool:
         """Run until ``done()`` holds or ``timeout`` seconds pass; returns ``done()``."""
+        self._check_one_loop()
         return self.loop.run_until(done, timeout)
 
     def run_forever(self) -> None:
         """Run until ``stop`` is called (a signal handler may call it, even before this)."""
+        self._check_one_loop()
         while not self._stop_requested:
             self.step(1.0)
         self._stop_requested = False
+
+    def _check_one_loop(self) -> None:
+        """NodeError when this thread ran another live node's loop since it last ran this
+        node's: two loops driven in turn from one thread (README.md, "Embedding")."""
+        thread = _thread()
+        last = None if thread.last is None else thread.last()
+        other_ran = last is not None and last is not self.loop
+        if self._ran and other_ran and any(other.loop is last for other in thread.live):
+            raise NodeError(
+                "another node of this thread runs on a different EventLoop, driven in "
+                "turn with this one: each would wait in its own select while the other's "
+                "sockets wait; make one obscura_ref.loop.EventLoop and pass it to every "
+                "node (Node(config, loop=loop)), or shut the other node down"
+            )
+        self._ran = True
+        thread.last = weakref.ref(self.loop)
 
     def stop(self) -> None:
         """Make ``run_forever`` return after the current step."""
@@ -552,13 +592,15 @@ class Node:
             if peer.machine.is_live:
                 self._handle(peer, CloseRequested(CloseReason.SHUTTING_DOWN))  # spec: NODE-5
         limit = self.config.close_timeout if timeout is None else timeout
-        graceful = self.run_until(lambda: not self._peers or self._cut_requested, limit)
+        # The loop itself: a shutdown is never refused.
+        graceful = self.loop.run_until(lambda: not self._peers or self._cut_requested, limit)
         graceful = graceful and not self._peers
         for peer in list(self._peers.values()):
             self._handle(peer, TransportFailed("node shut down before the close finished"))
         self._save_bans()  # bans of this last pass, if its timers did not run
         if self._owns_loop:
             self.loop.close()
+        _thread().live.discard(self)
         return graceful
 
     # ---- inside: sockets ---------------------------------------------------------------
