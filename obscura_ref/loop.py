@@ -39,6 +39,13 @@ class TimerHandle:
 
 
 class EventLoop:
+    """The loop every node of a thread runs on: sockets with their readiness callbacks, one
+    heap of timers, and ``clock`` (monotonic seconds; any callable, so a test can give a
+    virtual one, as examples/virtual_clock.py does; ``select`` still waits in real seconds).
+    Several nodes share one: pass it as ``Node(config, loop=loop)`` and drive it once, with
+    ``run_once`` or any node's ``step``. A loop a node made itself is closed by its
+    ``shutdown``; one given to nodes is closed by whoever made it."""
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._selector = selectors.DefaultSelector()

@@ -477,6 +477,8 @@ class Node:
         self._handle(self._peer(peer_id), CloseRequested(reason))
 
     def status(self) -> list[PeerStatus]:
+        """One row per connection, open or closing (README.md, the ``connections`` of
+        ``--status-json``)."""
         now = self.loop.clock()
         scores = self.manager.status(now, self._wall_clock()).scores
         rows = []
@@ -519,16 +521,20 @@ class Node:
         return self.manager.status(self.loop.clock(), self._wall_clock())
 
     def outbound_count(self) -> int:
+        """Outbound connections not yet closed."""
         return self._open[Direction.OUTBOUND]
 
     def inbound_count(self) -> int:
+        """Inbound connections not yet closed."""
         return self._open[Direction.INBOUND]
 
     @property
     def peer_ids(self) -> list[int]:
+        """The numbers of the connections not yet closed, oldest first."""
         return list(self._peers)
 
     def state_of(self, peer_id: int) -> ConnState | None:
+        """The connection's state, or None once it is closed (or was never opened)."""
         peer = self._peers.get(peer_id)
         return None if peer is None else peer.machine.state
 
