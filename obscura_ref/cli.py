@@ -259,6 +259,12 @@ def _node(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rng = None if args.seed is None else random.Random(args.seed)
+    if rng is not None:
+        logging.getLogger("obscura_ref.node").warning(
+            "--seed %d: every random draw, the Noise keys included, follows from the seed: "
+            "for tests and demos only, never for privacy",
+            args.seed,
+        )
     try:
         node = Node(
             config,

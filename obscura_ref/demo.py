@@ -38,7 +38,7 @@ from .machines.events import (
     TransportFailed,
 )
 from .machines.privacy import PRIVACY_LEVELS
-from .machines.reasons import CloseReason
+from .machines.reasons import sent_reason
 from .node import Node
 from .wire import DecodeError, Ping, decode_frames, encode_frame
 from .wire.frame import Frame
@@ -223,10 +223,8 @@ def _field_text(key: str, value: object, frame: Frame) -> str:
 
 def reason_name(code: int) -> str:
     """The name of a Disconnect's reason code (spec/connection.md section 5)."""
-    for reason in CloseReason:
-        if reason.code == code and reason.value.sent:
-            return reason.label
-    return "not a known code"
+    reason = sent_reason(code)
+    return "not a known code" if reason is None else reason.label
 
 
 def _event_text(event: object) -> str | None:

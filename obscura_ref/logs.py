@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from .machines.connection import FrameSent, Observation, RuleApplied
-from .machines.reasons import CloseReason
+from .machines.reasons import sent_reason
 from .wire import Disconnect, Handshake, Message, Ping, Pong, encode_frame
 from .wire.frame import Frame
 
@@ -118,7 +118,7 @@ def frame_details(message: Message) -> str:
 
 def reason_text(code: int) -> str:
     """A Disconnect's reason code by name, with the code: ``invalid_message (10)``."""
-    for reason in CloseReason:
-        if reason.code == code and reason.value.sent:
-            return f"{reason.label} ({code})"
-    return f"{code} (not a code of spec/connection.md section 5)"
+    reason = sent_reason(code)
+    if reason is None:
+        return f"{code} (not a code of spec/connection.md section 5)"
+    return f"{reason.label} ({code})"

@@ -28,6 +28,7 @@ from .banfile import BAN_FILE_NAME, BanFileError, read_ban_document, write_ban_d
 from .budget import MemoryBudget
 from .config import NodeConfig
 from .eventqueue import AppEvent, EventQueue, NodeEvent
+from .logs import reason_text
 from .loop import EventLoop, TimerHandle
 from .machines.connection import ConnState, Direction, Observation, PeerConnection
 from .machines.events import (
@@ -58,7 +59,7 @@ from .machines.handshake import LocalHandshake
 from .machines.nonces import OwnNonces
 from .machines.padding import RandomSource, SystemRandomSource
 from .machines.privacy import GENERIC_USER_AGENT, policy_of
-from .machines.reasons import CloseReason
+from .machines.reasons import CloseReason, sent_reason
 from .manager import manager as mgr
 from .manager.bans import BanFileError as NotABanFile
 from .manager.bans import BanList
@@ -66,7 +67,7 @@ from .manager.groups import address_group, canonical_ip
 from .manager.manager import ConnectionManager, Decision, Fact, ManagerStatus, PeerType
 from .sendbuffer import SendBuffer
 from .transport.socks5 import Socks5Client, credentials_request
-from .wire import Opaque
+from .wire import MessageType, Opaque
 from .wire.registry import Feature, PrivacyFeature, flag_names
 
 log = logging.getLogger("obscura_ref.node")
@@ -183,22 +184,13 @@ class _Peer:
         return f"{self.address[0]}:{self.address[1]}"
 
 
-def _reason(code: int) -> str:
-    """A Disconnect's reason code as a log shows it: its name, and the code."""
-    name = _reason_name(code)
-    return (
-        f"{code} (not a code of spec/connection.md section 5)"
-        if name is None
-        else (f"{name} ({code})")
-    )
+_reason = reason_text  # a Disconnect's reason code as a log shows it: its name and the code
 
 
 def _reason_name(code: int) -> str | None:
     """The name of a Disconnect's reason code, or None for a code no reason has."""
-    for reason in CloseReason:
-        if reason.code == code and reason.value.sent:
-            return reason.label
-    return None
+    reason = sent_reason(code)
+    return None if reason is None else reason.label
 
 
 def _fields(peer: _Peer, event: str, **more: object) -> dict[str, object]:
@@ -387,6 +379,19 @@ class Node:
         # Only the socket's endpoint is the proxy's: the peer's own address stays the
         # connection's for the manager, bans, groups, status and logs.
         endpoint = address if self._proxy is None else self._proxy  # spec: PRIV-40, PRIV-43
+        try:
+            proxy = None if self._proxy is None else self._proxy_client(address)
+        except ValueError as exc:  # an address SOCKS5 cannot carry (a scoped IPv6 one, say)
+            log.warning(
+                "cannot give %s:%s to the proxy: %s",
+                host,
+                port,
+                exc,
+                extra={"event": "dial_failed", "address": f"{host}:{port}"},
+            )
+            self._decide(mgr.DialFailed(address, kind))
+            self._log_next_attempt(address)
+            return
         family = socket.AF_INET6 if ":" in endpoint[0] else socket.AF_INET
         source = self._source_for(family, endpoint[0])
         try:
@@ -419,7 +424,6 @@ class Node:
             self._decide(mgr.DialFailed(address, kind))
             self._log_next_attempt(address)
             return
-        proxy = None if self._proxy is None else self._proxy_client(address)
         peer = self._add_peer(Direction.OUTBOUND, address, sock, kind, proxy)  # spec: PRIV-43
         self._dialled[address] = peer.id
         self._decide(mgr.Opened(peer.id, address, kind))
@@ -465,6 +469,8 @@ class Node:
 
     def send(self, peer_id: int, message: Opaque) -> None:
         """Queue an opaque message for an established connection."""
+        if message.message_type is MessageType.Dummy:  # spec: PRIV-61 (the node's own)
+            raise NodeError("Dummy messages are the node's own (traffic shaping): not sendable")
         peer = self._peer(peer_id)
         if not peer.machine.accepts_app_messages:
             raise NodeError(f"peer {peer_id} is {peer.machine.state.value}, not established")

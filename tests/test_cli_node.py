@@ -125,3 +125,12 @@ def test_a_second_signal_cuts_a_graceful_close_short() -> None:
         if node.process.poll() is None:
             node.process.kill()
             node.process.wait()
+
+
+def test_a_seeded_node_warns_that_its_keys_are_predictable() -> None:
+    node = Running("--listen", "127.0.0.1:0", "--seed", "5", "--status-interval", "0")
+    try:
+        node.wait_for(r"--seed 5: every random draw, the Noise keys included")
+    finally:
+        node.process.send_signal(signal.SIGTERM)
+        node.process.wait(timeout=10)

@@ -14,7 +14,7 @@ import pytest
 from obscura_ref.machines.events import Closed, Established, MessageReceived, RttMeasured
 from obscura_ref.machines.privacy import GENERIC_USER_AGENT, PRIVACY_LEVELS
 from obscura_ref.machines.reasons import CloseReason
-from obscura_ref.node import Node
+from obscura_ref.node import Node, NodeError
 from obscura_ref.wire import MAGIC, MessageType, Opaque
 
 from .test_node import Network, fast, kinds, net  # noqa: F401 (net is a fixture)
@@ -169,3 +169,14 @@ def test_an_encrypted_first_connection_looks_random_from_byte_zero(
     # The same measure tells a plaintext connection: the tests can fail.
     plain_out, _ = captured(net, "none")
     assert plain_out[:4] == MAGIC and not looks_random(plain_out)
+
+
+@pytest.mark.spec("PRIV-61")
+def test_an_application_cannot_send_a_dummy(net: Network) -> None:  # noqa: F811
+    a, b = net.node(), net.node()
+    host, port = b.listen("127.0.0.2", 0)
+    peer = a.connect(host, port)
+    assert net.run(lambda: bool(events_of(a, Established)))
+    with pytest.raises(NodeError, match="Dummy"):
+        a.send(peer, Opaque(MessageType.Dummy, b"mine"))
+    assert events_of(a, Closed) == []

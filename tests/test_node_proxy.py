@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from obscura_ref.machines.reasons import CloseReason
-from obscura_ref.node import Node
+from obscura_ref.node import Node, NodeError
 
 from .socks_server import HOST, free_port, microsocks
 from .test_node import Network, RawListener, RawPeer, closes, established, fast, kinds
@@ -191,3 +191,12 @@ def test_each_connection_gets_fresh_random_credentials(net: Network, fake_proxy:
     assert len(set(usernames + passwords)) == len(usernames) + len(passwords)
     for text in usernames + passwords:
         assert len(text) == 32 and int(text, 16) >= 0  # 16 random bytes as hex
+
+
+def test_an_address_the_proxy_cannot_carry_is_a_failed_dial_not_a_crash(
+    net: Network, fake_proxy: FakeProxy
+) -> None:
+    a = net.node(fast(*proxied_by(fake_proxy)))
+    with pytest.raises(NodeError):
+        a.connect("fe80::1%lo", 9000)  # a scoped IPv6 address: SOCKS5 has no scope
+    assert not fake_proxy.targets and a.peer_ids == []

@@ -161,3 +161,12 @@ LOCAL_REASONS = frozenset(
         CloseReason.TEMPORARY_TIMEOUT,
     }
 )
+
+# The reasons a Disconnect can carry, by code (spec/connection.md section 5).
+_SENT_BY_CODE = {reason.code: reason for reason in CloseReason if reason.value.sent}
+
+
+def sent_reason(code: int) -> CloseReason | None:
+    """The reason a received Disconnect's code names, or None for a code no sent reason has
+    (a receiver accepts any code: spec/wire.md WIRE-61)."""
+    return _SENT_BY_CODE.get(code)
