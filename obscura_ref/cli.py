@@ -258,6 +258,13 @@ def _node(args: argparse.Namespace) -> int:
     except NodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if listen is None and not targets and not config.seed_nodes:
+        print(
+            "error: nothing to do: give --listen HOST:PORT to accept connections, or --connect, "
+            "--persistent or the seed_nodes key to open them",
+            file=sys.stderr,
+        )
+        return 2
     rng = None if args.seed is None else random.Random(args.seed)
     if rng is not None:
         logging.getLogger("obscura_ref.node").warning(

@@ -134,3 +134,10 @@ def test_a_seeded_node_warns_that_its_keys_are_predictable() -> None:
     finally:
         node.process.send_signal(signal.SIGTERM)
         node.process.wait(timeout=10)
+
+
+def test_a_node_with_nothing_to_listen_on_or_dial_says_so() -> None:
+    done = subprocess.run([SCRIPT, "node"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "nothing to do: give --listen HOST:PORT" in done.stderr
+    assert "Traceback" not in done.stderr
