@@ -456,6 +456,7 @@ def describe(config: NodeConfig) -> list[str]:
     for key in KEYS:
         value = config.values[key.name]
         # A JSON string, or array of strings, is written the same in TOML.
-        text = json.dumps(value) if isinstance(value, str | tuple) else f"{value!r}"
+        # And a boolean as TOML's true or false, which JSON's are too.
+        text = json.dumps(value) if isinstance(value, str | tuple | bool) else f"{value!r}"
         lines.append(f"{key.name} = {text}  # {config.sources[key.name]}")  # spec: CFG-4
     return lines

@@ -87,6 +87,8 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("obscura_ref").addHandler(logging.NullHandler())
     try:
         run(args.seed, args.level, sys.stdout)
+    except BrokenPipeError:
+        raise  # a reader that stopped (| head): ends quietly, as the other commands do
     except (DemoError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -138,8 +140,9 @@ class Narrator:
     def _what_arrives(self, node: int, peer: int, rule: RuleApplied) -> str:
         if rule.state.value == "securing":
             return "a Noise handshake message"
-        if (node, peer) in self.encrypted:
-            return "ENCRYPTED records"
+        if (node, peer) in self.encrypted or self._level == "maximum":
+            # At maximum nothing is in the clear from the first byte (privacy.md section 3.5).
+            return "ENCRYPTED: Noise, garbage or records"
         return "plaintext, padding included"
 
     def _describe(self, node: int, peer: int, observation: Observation) -> list[str]:
@@ -286,6 +289,10 @@ def _lifecycle(a: Node, b: Node, narrator: Narrator, level: str, seed: int) -> N
     say("A listens on 127.0.0.1, B on 127.0.0.2; the system picks the ports (not shown).")
     if level == "none":
         say("Plaintext: every byte below is what travels on the wire.")
+    elif level == "maximum":
+        say("Encrypted from the first byte: a hidden Noise key and garbage, then records that")
+        say("carry even the handshakes; each frame's fields are shown where it is sent, the")
+        say("bytes where they arrive.")
     else:
         say("After the plaintext handshakes and a Noise handshake the bytes are ENCRYPTED:")
         say("each frame's fields are shown where it is sent, the bytes where they arrive.")

@@ -739,8 +739,13 @@ class Node:
             self._handle(peer, TransportFailed(f"connect: {errno.errorcode.get(status, status)}"))
             return
         peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        via = "" if self._proxy is None else f" to the proxy {self._proxy[0]}:{self._proxy[1]}"
         log.info(
-            "peer %d %s outbound connected", peer.id, peer.label, extra=_fields(peer, "connected")
+            "peer %d %s outbound connected%s",
+            peer.id,
+            peer.label,
+            via,
+            extra=_fields(peer, "connected"),
         )
         self._handle(peer, TcpConnected())
 

@@ -75,7 +75,7 @@ from .wire import (
 from .wire.registry import ADDED_TYPES
 
 _BLOCK = re.compile(
-    r"(?P<open><!-- generated: (?P<name>[a-z-]+) -->\n)(?P<body>.*?)"
+    r"(?P<open><!-- generated: (?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)"
     r"(?P<close><!-- end generated -->)",
     re.DOTALL,
 )

@@ -323,3 +323,10 @@ def test_manager_settings_follow_the_configuration() -> None:
     config = NodeConfig().with_values(overrides, "test").with_values({"data_dir": ""}, "test")
     settings = config.manager_settings()
     assert {name: getattr(settings, name) for name in overrides} == overrides
+
+
+def test_config_show_is_toml_that_loads_back(tmp_path: Path) -> None:
+    shown = "\n".join(line.split("  #")[0] for line in describe(load(None, [])))
+    path = tmp_path / "shown.toml"
+    path.write_text(shown + "\n", encoding="utf-8")
+    assert load(path, []).values == load(None, []).values

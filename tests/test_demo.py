@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 
 import pytest
 
@@ -76,3 +77,23 @@ def test_level_standard_shows_the_noise_handshake_and_encrypted_records() -> Non
 def test_the_command_line_runs_it(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--seed", "4"]) == 0
     assert capsys.readouterr().out == transcript(4, "none")
+
+
+def test_at_maximum_no_arriving_byte_is_called_plaintext() -> None:
+    text = transcript(1, "maximum")
+    assert "Encrypted from the first byte" in text
+    assert "ENCRYPTED: Noise, garbage or records" in text
+    assert "plaintext, padding included" not in text
+
+
+def test_a_closed_pipe_ends_the_demo_quietly() -> None:
+    from .test_cli_node import SCRIPT
+
+    pipeline = subprocess.run(
+        ["bash", "-c", f'"{SCRIPT}" demo | head -n 1; echo "status ${{PIPESTATUS[0]}}"'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pipeline.stdout.splitlines()[-1] == "status 141"
+    assert "Traceback" not in pipeline.stderr and "Broken pipe" not in pipeline.stderr

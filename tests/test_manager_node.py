@@ -422,7 +422,7 @@ def test_a_status_file_that_cannot_be_written_stops_the_node_at_start(tmp_path: 
     blocker = tmp_path / "blocker"
     blocker.write_text("")  # a file where the snapshot's folder should be
     result = subprocess.run(
-        [SCRIPT, "node", "--status-json", str(blocker / "status.json")],
+        [SCRIPT, "node", "--listen", "127.0.0.1:0", "--status-json", str(blocker / "status.json")],
         capture_output=True,
         text=True,
         timeout=30,
