@@ -2,7 +2,7 @@
 (``MessageType.Transactions`` here) carrying the application's format, JSON. The node carries
 the payload whole; encoding and decoding it is the application's.
 
-    python examples/custom_message.py
+    .venv/bin/python examples/custom_message.py   # from the top folder, after the install
 """
 
 from __future__ import annotations

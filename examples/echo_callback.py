@@ -1,7 +1,7 @@
 """Two nodes in one process sharing one loop; the second echoes every opaque message back
 from its ``on_event`` callback, the first prints what comes back.
 
-    python examples/echo_callback.py
+    .venv/bin/python examples/echo_callback.py   # from the top folder, after the install
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ The sockets are still real, and ``select`` still waits in real seconds: step wit
 ``max_wait=0`` so that no pass waits for a timer the virtual clock has not reached; the clock
 moves only when the program moves it.
 
-    python examples/virtual_clock.py
+    .venv/bin/python examples/virtual_clock.py   # from the top folder, after the install
 """
 
 from __future__ import annotations

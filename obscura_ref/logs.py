@@ -79,7 +79,9 @@ def frame_logger(
     def observe(peer: int, observation: Observation) -> None:
         if isinstance(observation, FrameSent):
             sent = observation
-            verb, message, size = "sent", sent.message, sent.size
+            # A sealed frame's size is its record's: the frame's own plus the record's overhead.
+            verb = "sent in a sealed record" if sent.sealed else "sent"
+            message, size = sent.message, sent.size
         elif isinstance(observation, RuleApplied) and isinstance(observation.subject, Frame):
             frame = observation.subject
             # The frame's own size, padding included (a sealed record's is the sender's to say).
@@ -95,7 +97,12 @@ def frame_logger(
             name,
             size,
             frame_details(message),
-            extra={"peer": peer, "event": f"frame_{verb}", "frame": name, "size": size},
+            extra={
+                "peer": peer,
+                "event": "frame_sent" if isinstance(observation, FrameSent) else "frame_received",
+                "frame": name,
+                "size": size,
+            },
         )
 
     return observe
