@@ -375,37 +375,20 @@ class Node:
 
     def _dial(self, address: Address, kind: PeerType) -> None:
         """Carry out a ``Dial``: open the socket and start the connection's machine."""
-        host, port = address
         # Only the socket's endpoint is the proxy's: the peer's own address stays the
         # connection's for the manager, bans, groups, status and logs.
         endpoint = address if self._proxy is None else self._proxy  # spec: PRIV-40, PRIV-43
         try:
             proxy = None if self._proxy is None else self._proxy_client(address)
         except ValueError as exc:  # an address SOCKS5 cannot carry (a scoped IPv6 one, say)
-            log.warning(
-                "cannot give %s:%s to the proxy: %s",
-                host,
-                port,
-                exc,
-                extra={"event": "dial_failed", "address": f"{host}:{port}"},
-            )
-            self._decide(mgr.DialFailed(address, kind))
-            self._log_next_attempt(address)
+            self._dial_failed(address, kind, "cannot give {} to the proxy", exc)
             return
         family = socket.AF_INET6 if ":" in endpoint[0] else socket.AF_INET
         source = self._source_for(family, endpoint[0])
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError as exc:  # out of descriptors, say
-            log.warning(
-                "cannot open a socket for %s:%s: %s",
-                host,
-                port,
-                exc,
-                extra={"event": "dial_failed", "address": f"{host}:{port}"},
-            )
-            self._decide(mgr.DialFailed(address, kind))
-            self._log_next_attempt(address)
+            self._dial_failed(address, kind, "cannot open a socket for {}", exc)
             return
         try:
             sock.setblocking(False)
@@ -414,15 +397,7 @@ class Node:
             status = sock.connect_ex(endpoint)
         except OSError as exc:
             sock.close()
-            log.warning(
-                "cannot connect to %s:%s: %s",
-                host,
-                port,
-                exc,
-                extra={"event": "dial_failed", "address": f"{host}:{port}"},
-            )
-            self._decide(mgr.DialFailed(address, kind))
-            self._log_next_attempt(address)
+            self._dial_failed(address, kind, "cannot connect to {}", exc)
             return
         peer = self._add_peer(Direction.OUTBOUND, address, sock, kind, proxy)  # spec: PRIV-43
         self._dialled[address] = peer.id
@@ -441,6 +416,18 @@ class Node:
             self.loop.call_at(self.loop.clock(), lambda: self._handle(peer, failure))
         else:
             self._update_interest(peer)
+
+    def _dial_failed(self, address: Address, kind: PeerType, what: str, exc: Exception) -> None:
+        """A dial that could not even start: logged, told to the manager (which backs off)."""
+        text = f"{address[0]}:{address[1]}"
+        log.warning(
+            "%s: %s",
+            what.format(text),
+            exc,
+            extra={"event": "dial_failed", "address": text},
+        )
+        self._decide(mgr.DialFailed(address, kind))
+        self._log_next_attempt(address)
 
     def _proxy_client(self, address: Address) -> Socks5Client:
         """The SOCKS5 client that asks the proxy for ``address``, with the credentials of
