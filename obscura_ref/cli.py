@@ -551,7 +551,10 @@ def _spec_check(args: argparse.Namespace) -> int:
         print(f"error: no spec/ folder under {args.root}", file=sys.stderr)
         return 1
     stale = refresh_generated(args.root, write=not args.no_write)
+    trace = args.root / "spec" / "TRACE.md"
+    before = trace.read_text(encoding="utf-8") if trace.is_file() else None
     report, current = run_trace(args.root, write=not args.no_write)
+    rewritten = trace.is_file() and trace.read_text(encoding="utf-8") != before
     for problem in stale + report.problems:
         print(f"error: {problem}", file=sys.stderr)
     if not current:
@@ -559,7 +562,8 @@ def _spec_check(args: argparse.Namespace) -> int:
     enforced = sum(1 for r in report.requirements.values() if r.level in ("MUST", "MUST NOT"))
     print(
         f"{len(report.requirements)} requirements ({enforced} MUST/MUST NOT), "
-        f"{len(report.problems)} problems; spec/TRACE.md " + ("current" if current else "stale")
+        f"{len(report.problems)} problems; spec/TRACE.md "
+        + ("rewritten" if rewritten else "current" if current else "stale")
     )
     return 0 if report.ok and current and not stale else 1
 

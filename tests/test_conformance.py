@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shlex
+import shutil
 import socket
 import sys
 import threading
@@ -230,3 +231,23 @@ def test_a_target_already_listening_gets_the_responder_cases(
     text = capsys.readouterr().out
     assert status == 0, text
     assert text.splitlines()[-1] == "2 passed, 0 failed, 1 skipped", text
+
+
+def test_an_only_pattern_that_matches_nothing_is_an_error() -> None:
+    out = io.StringIO()
+    options = Options(vectors=ROOT / "conformance" / "vectors", only=["no-such-file*"])
+    assert run(options, out) == 2
+    assert "no case matches" in out.getvalue()
+
+
+def test_spec_check_says_when_it_rewrote_the_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for folder in ("spec", "obscura_ref", "tests", "conformance"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    trace = tmp_path / "spec" / "TRACE.md"
+    trace.write_text("stale\n", encoding="utf-8")
+    main(["spec", "check", "--root", str(tmp_path)])
+    assert capsys.readouterr().out.rstrip().endswith("spec/TRACE.md rewritten")
+    main(["spec", "check", "--root", str(tmp_path)])
+    assert capsys.readouterr().out.rstrip().endswith("spec/TRACE.md current")

@@ -210,6 +210,14 @@ def run(options: Options, out: TextIO) -> int:
     if not options.vectors.is_dir():
         print(f"error: no vectors folder {options.vectors}", file=out)
         return 2
+    if options.only:
+        every = load_cases(options.vectors, SESSION_SCHEMA) + load_cases(
+            options.vectors, DECISION_SCHEMA
+        )
+        if not chosen(every, options.only):
+            # A pattern that matches nothing is a mistake, not a pass of 0 cases.
+            print(f"error: --only {' '.join(options.only)}: no case matches", file=out)
+            return 2
     results: list[CaseResult] = []
     sessions = options.reference or options.target is not None or options.spawn is not None
     what = (
