@@ -6,9 +6,7 @@ Noise implementation, and the decision vectors."""
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
-from pathlib import Path
 from typing import Any
 
 import monocypher  # type: ignore[import-not-found]
@@ -35,7 +33,8 @@ from obscura_ref.transport import (
 )
 from obscura_ref.wire import MAGIC
 
-FIRST_VECTORS = Path(__file__).parent.parent / "conformance/vectors/decision-first.json"
+from .vector_cases import cases_of
+
 P = 2**255 - 19
 
 
@@ -292,19 +291,9 @@ def test_encrypted_first_against_another_implementation_in_both_roles() -> None:
 # The decision vectors, checked without the reference.
 
 
-def _cases(kind: str) -> list[dict[str, Any]]:
-    document = json.loads(FIRST_VECTORS.read_text())
-    return [
-        case
-        for group in document["testGroups"]
-        for case in group["tests"]
-        if case["decision"] == kind
-    ]
-
-
 @pytest.mark.spec("PRIV-51")
 def test_the_elligator_vectors_are_monocypher_s_and_agree_in_dh() -> None:
-    pairs = _cases("elligator_key_pair")
+    pairs = cases_of("decision-first.json", "elligator_key_pair")
     assert {int(case["expected"]["hidden"][-2:], 16) >> 6 for case in pairs} == {0, 1, 2, 3}
     for case in pairs:
         seed = bytes.fromhex(case["input"]["seed"])
@@ -314,7 +303,7 @@ def test_the_elligator_vectors_are_monocypher_s_and_agree_in_dh() -> None:
         assert expected["public"] == monocypher.elligator_map(hidden)
         peer = bytes(range(32))
         assert _dh(peer, expected["public"]) == _dh(secret, public_key(peer))
-    maps = _cases("elligator_map")
+    maps = cases_of("decision-first.json", "elligator_map")
     assert any(int(case["input"]["hidden"][-2:], 16) >= 0xC0 for case in maps)
     for case in maps:
         hidden = bytes.fromhex(case["input"]["hidden"])
@@ -341,7 +330,7 @@ def _check_done(theirs: Any, expected: dict[str, Any]) -> None:
 
 @pytest.mark.spec("PRIV-20", "PRIV-21", "PRIV-22", "PRIV-51")
 def test_the_encrypted_first_noise_initiator_vectors_are_another_implementation_s() -> None:
-    cases = _cases("noise_initiator")
+    cases = cases_of("decision-first.json", "noise_initiator")
     assert any("ephemeral_public" in case["input"] for case in cases)
     for case in cases:
         given, expected = case["input"], case["expected"]
@@ -357,7 +346,7 @@ def test_the_encrypted_first_noise_initiator_vectors_are_another_implementation_
 
 @pytest.mark.spec("PRIV-20", "PRIV-21", "PRIV-22", "PRIV-51")
 def test_the_encrypted_first_noise_responder_vectors_are_another_implementation_s() -> None:
-    cases = _cases("noise_responder")
+    cases = cases_of("decision-first.json", "noise_responder")
     assert any("ephemeral_public" in case["input"] for case in cases)
     for case in cases:
         given, expected = case["input"], case["expected"]

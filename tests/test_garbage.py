@@ -5,11 +5,8 @@ whole encrypted-first connection, and the decision vectors."""
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import time
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,7 +29,8 @@ from obscura_ref.transport import (
     unhide_message,
 )
 
-FIRST_VECTORS = Path(__file__).parent.parent / "conformance/vectors/decision-first.json"
+from .vector_cases import cases_of
+
 TERMINATOR = bytes(range(0xA0, 0xB0))
 REST = b"records follow"
 
@@ -251,19 +249,9 @@ def test_an_encrypted_first_connection_starts_in_any_chunking(seed: int) -> None
 # The decision vectors, checked by the spec's words written out here, without the reference.
 
 
-def _cases(kind: str) -> list[dict[str, Any]]:
-    document = json.loads(FIRST_VECTORS.read_text())
-    return [
-        case
-        for group in document["testGroups"]
-        for case in group["tests"]
-        if case["decision"] == kind
-    ]
-
-
 @pytest.mark.spec("PRIV-54")
 def test_the_terminator_vectors_are_the_spec_s() -> None:
-    cases = _cases("garbage_terminators")
+    cases = cases_of("decision-first.json", "garbage_terminators")
     assert cases
     for case in cases:
         h = bytes.fromhex(case["input"]["handshake_hash"])
@@ -273,7 +261,7 @@ def test_the_terminator_vectors_are_the_spec_s() -> None:
 
 @pytest.mark.spec("PRIV-55")
 def test_the_find_terminator_vectors_are_the_spec_s() -> None:
-    cases = _cases("find_terminator")
+    cases = cases_of("decision-first.json", "find_terminator")
     assert {"error" in case["expected"] for case in cases} == {True, False}
     assert any("limit" not in case["input"] for case in cases if "error" in case["expected"])
     for case in cases:

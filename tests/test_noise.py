@@ -31,6 +31,8 @@ from obscura_ref.transport import (
     public_key,
 )
 
+from .vector_cases import cases_of
+
 VECTORS = Path(__file__).parent / "data" / "noise_nn_vectors.json"
 INIT_E = bytes(range(1, 33))
 RESP_E = bytes(range(33, 65))
@@ -474,22 +476,10 @@ def test_ephemeral_public_has_32_bytes() -> None:
 
 # The conformance vectors, checked against another implementation.
 
-TRANSPORT_VECTORS = Path(__file__).parent.parent / "conformance/vectors/decision-transport.json"
-
-
-def _transport_cases(kind: str) -> list[dict[str, Any]]:
-    document = json.loads(TRANSPORT_VECTORS.read_text())
-    return [
-        case
-        for group in document["testGroups"]
-        for case in group["tests"]
-        if case["decision"] == kind
-    ]
-
 
 @pytest.mark.spec("PRIV-20", "PRIV-21", "PRIV-22")
 def test_the_noise_initiator_vectors_are_another_implementation_s() -> None:
-    cases = _transport_cases("noise_initiator")
+    cases = cases_of("decision-transport.json", "noise_initiator")
     assert cases
     for case in cases:
         given, expected = case["input"], case["expected"]
@@ -507,7 +497,7 @@ def test_the_noise_initiator_vectors_are_another_implementation_s() -> None:
 
 @pytest.mark.spec("PRIV-20", "PRIV-21", "PRIV-22")
 def test_the_noise_responder_vectors_are_another_implementation_s() -> None:
-    cases = _transport_cases("noise_responder")
+    cases = cases_of("decision-transport.json", "noise_responder")
     assert cases
     for case in cases:
         given, expected = case["input"], case["expected"]

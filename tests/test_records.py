@@ -4,11 +4,8 @@ encrypted-first mode (section 3.5)."""
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -39,6 +36,7 @@ from obscura_ref.wire import (
 )
 
 from .strategies import padded_messages
+from .vector_cases import cases_of
 
 KEY = bytes(range(200, 232))
 PING = encode_frame(Ping(0x0102030405060708))  # 24 bytes
@@ -514,18 +512,6 @@ def test_the_first_record_sent_again_is_replayed_and_the_second_sent_first_reord
 
 # The conformance vectors, checked by the spec's words written out here, without the reference.
 
-TRANSPORT_VECTORS = Path(__file__).parent.parent / "conformance/vectors/decision-transport.json"
-
-
-def _transport_cases(kind: str) -> list[dict[str, Any]]:
-    document = json.loads(TRANSPORT_VECTORS.read_text())
-    return [
-        case
-        for group in document["testGroups"]
-        for case in group["tests"]
-        if case["decision"] == kind
-    ]
-
 
 def _spec_bucket(n: int) -> int:
     power = 64
@@ -555,7 +541,7 @@ def _spec_open(key: bytes, nonce: int, stream: bytes) -> tuple[list[bytes], byte
 
 @pytest.mark.spec("PRIV-24", "PRIV-25", "PRIV-31")
 def test_the_seal_vectors_are_the_spec_s() -> None:
-    cases = _transport_cases("seal")
+    cases = cases_of("decision-transport.json", "seal")
     assert any(case["expected"]["key"] != case["input"]["key"] for case in cases)  # a rekey
     for case in cases:
         given, expected = case["input"], case["expected"]
@@ -571,7 +557,11 @@ def test_the_seal_vectors_are_the_spec_s() -> None:
 
 @pytest.mark.spec("PRIV-24", "PRIV-25", "PRIV-30")
 def test_the_valid_open_vectors_are_the_spec_s() -> None:
-    cases = [case for case in _transport_cases("open") if case["expected"]["result"] == "valid"]
+    cases = [
+        case
+        for case in cases_of("decision-transport.json", "open")
+        if case["expected"]["result"] == "valid"
+    ]
     assert len(cases) >= 5
     for case in cases:
         given, expected = case["input"], case["expected"]
@@ -591,19 +581,6 @@ def test_the_bucket_of_the_spec_s_words_is_bucket_size() -> None:
         assert bucket_size(n) == _spec_bucket(n)
 
 
-FIRST_VECTORS = Path(__file__).parent.parent / "conformance/vectors/decision-first.json"
-
-
-def _first_cases(kind: str) -> list[dict[str, Any]]:
-    document = json.loads(FIRST_VECTORS.read_text())
-    return [
-        case
-        for group in document["testGroups"]
-        for case in group["tests"]
-        if case["decision"] == kind
-    ]
-
-
 def _spec_open_first(key: bytes, stream: bytes, first_ad: bytes) -> list[bytes]:
     """The records of a valid stream from nonce 0, the first with ``first_ad`` (PRIV-56)."""
     aead = ChaCha20Poly1305(key)
@@ -620,7 +597,7 @@ def _spec_open_first(key: bytes, stream: bytes, first_ad: bytes) -> list[bytes]:
 
 @pytest.mark.spec("PRIV-56")
 def test_the_first_ad_vectors_are_the_spec_s() -> None:
-    seals = _first_cases("seal")
+    seals = cases_of("decision-first.json", "seal")
     assert any(case["input"].get("first_ad") for case in seals)
     for case in seals:
         given = case["input"]
@@ -634,7 +611,11 @@ def test_the_first_ad_vectors_are_the_spec_s() -> None:
         if given["pad"]:
             frames = [frame + bytes(_spec_bucket(len(frame)) - len(frame)) for frame in frames]
         assert plaintexts == frames, case["comment"]
-    valid = [case for case in _first_cases("open") if case["expected"]["result"] == "valid"]
+    valid = [
+        case
+        for case in cases_of("decision-first.json", "open")
+        if case["expected"]["result"] == "valid"
+    ]
     assert valid
     for case in valid:
         given = case["input"]
