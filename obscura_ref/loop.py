@@ -11,10 +11,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import selectors
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
+
+from .sockets import StreamSocket
 
 # Called with the ready mask (EVENT_READ | EVENT_WRITE), then the arguments given at register.
 ReadyCallback = Callable[..., None]
@@ -46,14 +47,24 @@ class EventLoop:
     ``run_once`` or any node's ``step``. A loop a node made itself is closed by its
     ``shutdown``; one given to nodes is closed by whoever made it."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        selector: selectors.BaseSelector | None = None,
+    ) -> None:
+        """``selector``: what waits for the sockets; by default the system's. The simulator
+        gives one over its in-memory network whose waiting moves its virtual clock
+        (obscura_ref/sim/network.py)."""
         self.clock = clock
-        self._selector = selectors.DefaultSelector()
+        self._selector = selectors.DefaultSelector() if selector is None else selector
         self._heap: list[tuple[float, int, TimerHandle]] = []
         self._order = itertools.count()  # ties in the heap keep the order of arming
         self._cancelled = 0
         self._stopping = False
         self._after_io: list[Callable[[], bool]] = []
+        # Asked for one pass only: a loop shared by a thousand nodes calls the few with
+        # readable connections, not every node on every pass.
+        self._after_io_once: dict[Callable[[], bool], None] = {}
         self._work_left = False  # a hook left work for the next pass: do not wait
 
     # Timers --------------------------------------------------------------------------------
@@ -83,15 +94,15 @@ class EventLoop:
     # Sockets -------------------------------------------------------------------------------
 
     def register(
-        self, sock: socket.socket, events: int, callback: ReadyCallback, *args: Any
+        self, sock: StreamSocket, events: int, callback: ReadyCallback, *args: Any
     ) -> None:
         """Call ``callback(mask, *args)`` whenever ``sock`` is ready for ``events``."""
         self._selector.register(sock, events, (callback, args))
 
-    def modify(self, sock: socket.socket, events: int, callback: ReadyCallback, *args: Any) -> None:
+    def modify(self, sock: StreamSocket, events: int, callback: ReadyCallback, *args: Any) -> None:
         self._selector.modify(sock, events, (callback, args))
 
-    def unregister(self, sock: socket.socket) -> None:
+    def unregister(self, sock: StreamSocket) -> None:
         self._selector.unregister(sock)
 
     def after_io(self, callback: Callable[[], bool]) -> None:
@@ -100,13 +111,19 @@ class EventLoop:
         wait. A node serves its readable connections here, within a budget (spec: NODE-10)."""
         self._after_io.append(callback)
 
+    def after_io_once(self, callback: Callable[[], bool]) -> None:
+        """Call ``callback`` once, after the callbacks of the ready sockets of the current pass
+        (or of the next one, when asked from a timer), before the hooks of ``after_io``; when
+        it returns True it is called again in the next pass, which then does not wait."""
+        self._after_io_once[callback] = None
+
     # Running -------------------------------------------------------------------------------
 
     def run_once(self, max_wait: float | None = None) -> None:
         """Wait for sockets until the next timer is due (at most ``max_wait`` seconds), run the
         callbacks of the ready sockets and the ``after_io`` hooks, then the callbacks of every
         timer that is due."""
-        wait = 0.0 if self._work_left else max_wait
+        wait = 0.0 if self._work_left or self._after_io_once else max_wait
         while self._heap and self._heap[0][2].cancelled:
             heapq.heappop(self._heap)
             self._cancelled -= 1
@@ -117,6 +134,10 @@ class EventLoop:
             callback, args = key.data
             callback(mask, *args)
         self._work_left = False
+        once, self._after_io_once = self._after_io_once, {}
+        for hook in once:
+            if hook():
+                self._after_io_once[hook] = None
         for hook in self._after_io:
             if hook():
                 self._work_left = True

@@ -66,6 +66,7 @@ from .manager.bans import BanList
 from .manager.groups import address_group, canonical_ip
 from .manager.manager import ConnectionManager, Decision, Fact, ManagerStatus, PeerType
 from .sendbuffer import SendBuffer
+from .sockets import SocketFactory, StreamSocket
 from .transport.socks5 import Socks5Client, credentials_request
 from .wire import MessageType, Opaque
 from .wire.registry import Feature, PrivacyFeature, flag_names
@@ -160,7 +161,7 @@ class _Peer:
     address: Address
     kind: PeerType
     machine: PeerConnection
-    sock: socket.socket | None
+    sock: StreamSocket | None
     # One buffer, not an object per frame: max_send_queue bounds its memory (node.md section 2)
     send_queue: SendBuffer = field(default_factory=SendBuffer)
     timers: dict[Timer, TimerHandle] = field(default_factory=dict)
@@ -248,12 +249,16 @@ class Node:
         on_event: Callable[[NodeEvent], None] | None = None,
         loop: EventLoop | None = None,
         observer: Callable[[int, Observation], None] | None = None,
+        sockets: SocketFactory = socket.socket,
     ) -> None:
         """``loop`` lets several nodes share one loop (and its clock), as tests of many nodes
         in one process do; by default the node has its own. ``observer``, when given, is told
         each rule every connection's machine applies and each frame it sends, with the peer's
-        number (a narrated demo, debug logs); it must not call back into the node."""
+        number (a narrated demo, debug logs); it must not call back into the node.
+        ``sockets`` makes the node's sockets (obscura_ref/sockets.py): the operating system's
+        by default, the simulator's in-memory ones under ``obscura-ref simulate``."""
         self._observer = observer
+        self._sockets = sockets
         self.config = (config or NodeConfig()).check_together()
         self._owns_loop = loop is None
         self.loop = EventLoop(clock) if loop is None else loop
@@ -293,9 +298,9 @@ class Node:
         # Open connections by direction, kept as counts: admission must not cost a scan.
         self._open = {Direction.OUTBOUND: 0, Direction.INBOUND: 0}
         self._next_id = 1
-        self._listeners: list[socket.socket] = []
-        self._watched: set[socket.socket] = set()  # the listeners the selector watches
-        self._resting: set[socket.socket] = set()  # listeners whose accept failed (NODE-7)
+        self._listeners: list[StreamSocket] = []
+        self._watched: set[StreamSocket] = set()  # the listeners the selector watches
+        self._resting: set[StreamSocket] = set()  # listeners whose accept failed (NODE-7)
         settings = self.config.manager_settings()
         self._ban_file = None if settings.data_dir is None else settings.data_dir / BAN_FILE_NAME
         key = self._rng.getrandbits(256).to_bytes(32, "little")  # spec: LIM-11
@@ -312,7 +317,7 @@ class Node:
         # Connections the selector found readable, read in that order within a budget per
         # pass; those the budget left out come first in the next pass (spec: NODE-10).
         self._readable: OrderedDict[int, None] = OrderedDict()
-        self.loop.after_io(self._serve_readable)
+        self._on_serve = self._serve_readable  # asked for each pass that finds one readable
         # Bound once: the loop holds these, with a peer number, for every connection.
         self._on_ready = self._ready
         self._on_timer = self._timer_fired
@@ -334,7 +339,7 @@ class Node:
     def listen(self, host: str, port: int) -> Address:
         """Accept connections on HOST:PORT; returns the address bound (port 0 picks one)."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = self._sockets(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
@@ -386,7 +391,7 @@ class Node:
         family = socket.AF_INET6 if ":" in endpoint[0] else socket.AF_INET
         source = self._source_for(family, endpoint[0])
         try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock = self._sockets(family, socket.SOCK_STREAM)
         except OSError as exc:  # out of descriptors, say
             self._dial_failed(address, kind, "cannot open a socket for {}", exc)
             return
@@ -614,7 +619,7 @@ class Node:
         self,
         direction: Direction,
         address: Address,
-        sock: socket.socket,
+        sock: StreamSocket,
         kind: PeerType,
         proxy: Socks5Client | None = None,
     ) -> _Peer:
@@ -641,7 +646,7 @@ class Node:
             self._flush_queued()  # else at the end of the batch being carried out
         return peer
 
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self, listener: StreamSocket) -> None:
         for _ in range(ACCEPTS_PER_READY):
             try:
                 sock, address = listener.accept()
@@ -661,7 +666,7 @@ class Node:
             # spec: LIM-16 (decided before a byte of it is read: Admit makes it readable)
             self._decide(mgr.InboundOffered(peer.id, peer.address))
 
-    def _pause_accepting(self, listener: socket.socket, error: OSError) -> None:
+    def _pause_accepting(self, listener: StreamSocket, error: OSError) -> None:
         """The listener stays readable while accept fails: stop watching it for a moment
         instead of spinning, and log once per pause (spec: NODE-7)."""
         log.warning("accept failed: %s; accepting again in %g s", error, ACCEPT_BACKOFF)
@@ -669,7 +674,7 @@ class Node:
         self._watch_listeners()  # spec: NODE-7
         self.loop.call_at(self.loop.clock() + ACCEPT_BACKOFF, self._end_rest, listener)
 
-    def _end_rest(self, listener: socket.socket) -> None:
+    def _end_rest(self, listener: StreamSocket) -> None:
         self._resting.discard(listener)
         self._watch_listeners()
 
@@ -686,7 +691,7 @@ class Node:
                 self.loop.unregister(listener)
                 self._watched.discard(listener)
 
-    def _accept_ready(self, mask: int, listener: socket.socket) -> None:
+    def _accept_ready(self, mask: int, listener: StreamSocket) -> None:
         self._accept(listener)
 
     def _ready(self, mask: int, peer_id: int) -> None:
@@ -702,6 +707,7 @@ class Node:
             self._flush(peer)
         if mask & _READ and peer.sock is not None:
             self._readable[peer.id] = None  # spec: NODE-10 (read after, in turn)
+            self.loop.after_io_once(self._on_serve)
 
     def _serve_readable(self) -> bool:
         """Read from the readable connections in the order they became readable, until

@@ -702,19 +702,14 @@ def test_a_reconnect_that_cannot_open_a_socket_is_tried_again(
     assert net.run(lambda: established(a, first) and b.inbound_count() == 1)
     failures = [0]
 
-    class OutOfDescriptors:
-        """The socket module as the node sees it, whose first two sockets cannot be had."""
+    def out_of_descriptors(family: int, kind: int) -> socket.socket:
+        """The node's socket factory, whose first two sockets cannot be had."""
+        if failures[0] < 2:
+            failures[0] += 1
+            raise OSError(24, "Too many open files")
+        return socket.socket(family, kind)
 
-        def __getattr__(self, name: str) -> object:
-            return getattr(socket, name)
-
-        def socket(self, *args: object) -> socket.socket:
-            if failures[0] < 2:
-                failures[0] += 1
-                raise OSError(24, "Too many open files")
-            return socket.socket(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr("obscura_ref.node.socket", OutOfDescriptors())
+    monkeypatch.setattr(a, "_sockets", out_of_descriptors)
     (inbound,) = b.peer_ids
     b.close(inbound)
     assert net.run(lambda: first not in a.peer_ids)
