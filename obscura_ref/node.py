@@ -64,7 +64,15 @@ from .manager import manager as mgr
 from .manager.bans import BanFileError as NotABanFile
 from .manager.bans import BanList
 from .manager.groups import address_group, canonical_ip
-from .manager.manager import ConnectionManager, Decision, Fact, ManagerStatus, PeerType
+from .manager.manager import (
+    SPEC_RULES,
+    ConnectionManager,
+    Decision,
+    Fact,
+    ManagerStatus,
+    PeerType,
+    PolicyRules,
+)
 from .sendbuffer import SendBuffer
 from .sockets import SocketFactory, StreamSocket
 from .transport.socks5 import Socks5Client, credentials_request
@@ -250,13 +258,16 @@ class Node:
         loop: EventLoop | None = None,
         observer: Callable[[int, Observation], None] | None = None,
         sockets: SocketFactory = socket.socket,
+        rules: PolicyRules = SPEC_RULES,
     ) -> None:
         """``loop`` lets several nodes share one loop (and its clock), as tests of many nodes
         in one process do; by default the node has its own. ``observer``, when given, is told
         each rule every connection's machine applies and each frame it sends, with the peer's
         number (a narrated demo, debug logs); it must not call back into the node.
         ``sockets`` makes the node's sockets (obscura_ref/sockets.py): the operating system's
-        by default, the simulator's in-memory ones under ``obscura-ref simulate``."""
+        by default, the simulator's in-memory ones under ``obscura-ref simulate``. ``rules``:
+        the manager's eviction and outbound choices, the spec's unless an experiment swaps
+        them (``PolicyRules``)."""
         self._observer = observer
         self._sockets = sockets
         self.config = (config or NodeConfig()).check_together()
@@ -305,7 +316,7 @@ class Node:
         self._ban_file = None if settings.data_dir is None else settings.data_dir / BAN_FILE_NAME
         key = self._rng.getrandbits(256).to_bytes(32, "little")  # spec: LIM-11
         self.manager = ConnectionManager(
-            settings, key, self._rng, self.loop.clock(), self._load_bans()
+            settings, key, self._rng, self.loop.clock(), self._load_bans(), rules
         )
         self._facts: deque[Fact] = deque()
         self._deciding = False
@@ -1097,7 +1108,7 @@ class Node:
                     session_id=None if event.session_id is None else event.session_id.hex(),
                 ),
             )
-            self._decide(mgr.Established(peer.id, n.features))
+            self._decide(mgr.Established(peer.id, n.features, event.dialler_nonce))
         elif isinstance(event, RttMeasured):
             log.debug(
                 "peer %d %s rtt %.1f ms",

@@ -362,11 +362,12 @@ def test_the_draw_and_the_delay() -> None:
         reconnect_delay(0, 30.0, 3600.0, 0)
 
 
-@pytest.mark.spec("RECO-6")
-def test_a_non_persistent_entry_is_forgotten_at_max_failures() -> None:
+@pytest.mark.spec("RECO-6", "RECO-9")
+def test_an_entry_is_forgotten_at_max_failures_unless_persistent_or_a_seed() -> None:
     assert not forgotten(MAX_FAILURES - 1, persistent=False)
     assert forgotten(MAX_FAILURES, persistent=False)
     assert not forgotten(10**6, persistent=True)
+    assert not forgotten(10**6, persistent=False, seed=True)
 
 
 # Section 7: the book.
@@ -396,15 +397,17 @@ def _choose(entries: Sequence[BookEntry], **more: Any) -> BookEntry | None:
 
 @pytest.mark.spec("RECO-1", "RECO-2")
 def test_choose_outbound() -> None:
-    a, b = BookEntry("10.1.0.1", 9000, "seed"), BookEntry("10.2.0.1", 9000, "seed", failures=1)
+    x, y = BookEntry("10.1.0.1", 9000, "seed"), BookEntry("10.2.0.1", 9000, "seed", failures=3)
+    # The lower H(address) first, whatever the failures (E-22).
+    a, b = sorted([x, y], key=lambda e: keyed_hash(KEY, e.text))
     assert _choose([]) is None
-    assert _choose([a, b]) is a
-    assert _choose([a, b], used_groups={"10.1.0.0/16"}) is b
-    assert _choose([a, b], excluded_groups={"10.1.0.0/16"}) is b
-    assert _choose([a, b], own={("10.1.0.1", 9000)}) is b
-    assert _choose([a, b], connected_ips={"10.1.0.1"}) is b
-    assert _choose([a, b], banned=lambda ip: ip == "10.1.0.1") is b
-    assert _choose([BookEntry("10.1.0.1", 9000, "seed", next_attempt=100.5), b]) is b
+    assert _choose([a, b]) is a and _choose([b, a]) is a
+    assert _choose([a, b], used_groups={a.group}) is b
+    assert _choose([a, b], excluded_groups={a.group}) is b
+    assert _choose([a, b], own={(a.host, 9000)}) is b
+    assert _choose([a, b], connected_ips={a.host}) is b
+    assert _choose([a, b], banned=lambda ip: ip == a.host) is b
+    assert _choose([BookEntry(a.host, 9000, "seed", next_attempt=100.5), b]) is b
     # A persistent entry is reopened as a persistent connection (RECO-5), never as outbound.
     assert _choose([BookEntry("10.1.0.1", 9000, "persistent")]) is None
 
@@ -564,7 +567,7 @@ def _ban_expiry_says(given: Json) -> Json:
 
 def _backoff_says(given: Json) -> Json:
     n = given["failures"]
-    if not given["persistent"] and n >= 5:
+    if not given["persistent"] and not given.get("seed", False) and n >= 5:
         return {"removed": True}
     u = (int(given["u64"]) >> 11) / 2**53
     growth = given["reconnect_interval"] * 2.0 ** (n - 1) if n <= 1024 else math.inf
@@ -615,7 +618,6 @@ def _select_outbound_says(given: Json) -> Json:
             choices,
             key=lambda e: (
                 _group_says(e["host"]) in used,
-                e["failures"],
                 _h(given["key"], _text(e)),
             ),
         )
@@ -655,7 +657,7 @@ def _partition_says(given: Json) -> Json:
     ips = {c["ip"] for c in connections}
     order = sorted(
         (e for e in given["entries"] if _due(given, e, ips)),
-        key=lambda e: (e["source"] != "seed", e["failures"], _h(given["key"], _text(e))),
+        key=lambda e: (e["source"] != "seed", _h(given["key"], _text(e))),
     )
     probes: list[str] = []
     for entry in order:
@@ -1043,7 +1045,12 @@ def test_vectors_catch_broken_backoff() -> None:
         "max-failures-4": lambda m: m.setattr(backoff, "MAX_FAILURES", 4),
         "max-failures-6": lambda m: m.setattr(backoff, "MAX_FAILURES", 6),
         "persistent-forgotten": lambda m: m.setattr(
-            backoff, "forgotten", lambda failures, persistent: failures >= MAX_FAILURES
+            backoff, "forgotten", lambda failures, persistent, seed=False: failures >= MAX_FAILURES
+        ),
+        "seed-forgotten": lambda m: m.setattr(
+            backoff,
+            "forgotten",
+            lambda failures, persistent, seed=False: not persistent and failures >= MAX_FAILURES,
         ),
     }
     assert _survivors(mutants) == []
@@ -1082,16 +1089,16 @@ def test_vectors_catch_broken_outbound_choices() -> None:
     h = keyed_hash
     mutants: dict[str, Mutant] = {
         "used-groups-ignored": lambda m: m.setattr(
-            book, "preference", lambda e, used, key: (False, e.failures, h(key, e.text))
+            book, "preference", lambda e, used, key: (False, h(key, e.text))
         ),
-        "more-failures-first": lambda m: m.setattr(
-            book, "preference", lambda e, used, key: (e.group in used, -e.failures, h(key, e.text))
+        "fewer-failures-first": lambda m: m.setattr(  # the order E-22 withdrew
+            book, "preference", lambda e, used, key: (e.group in used, e.failures, h(key, e.text))
         ),
         "higher-hash-first": lambda m: m.setattr(
-            book, "preference", lambda e, used, key: (e.group in used, e.failures, -h(key, e.text))
+            book, "preference", lambda e, used, key: (e.group in used, -h(key, e.text))
         ),
         "hash-of-the-ip-only": lambda m: m.setattr(
-            book, "preference", lambda e, used, key: (e.group in used, e.failures, h(key, e.host))
+            book, "preference", lambda e, used, key: (e.group in used, h(key, e.host))
         ),
         "own-address-dialled": _eligible_variant(own=set()),
         "connected-ip-dialled": _eligible_variant(connected_ips=set()),
@@ -1174,10 +1181,12 @@ def test_vectors_catch_broken_partitions() -> None:
         "one-connection-is-one-group": _partitioned_variant(crowded=lambda c, g: g == 1),
         "one-group-ignored": _partitioned_variant(crowded=lambda c, g: False),
         "seeds-not-first": lambda m: m.setattr(
-            partition, "probe_order", lambda e, key: (False, e.failures, h(key, e.text))
+            partition, "probe_order", lambda e, key: (False, h(key, e.text))
         ),
-        "more-failures-first": lambda m: m.setattr(
-            partition, "probe_order", lambda e, key: (e.source != "seed", -e.failures, 0)
+        "fewer-failures-first": lambda m: m.setattr(  # the order E-22 withdrew
+            partition,
+            "probe_order",
+            lambda e, key: (e.source != "seed", e.failures, h(key, e.text)),
         ),
         "probes-share-groups": _probes_share_groups,
         "temporary-limit-ignored": lambda m: m.setattr(

@@ -31,7 +31,8 @@ local TYPE_NAMES = {
 -- obscura_ref/machines/reasons.py CloseReason: code -> label
 local REASON_NAMES = {
     [1] = "requested", [2] = "shutting_down", [3] = "connection_limit", [4] = "banned",
-    [5] = "evicted", [6] = "rotated", [7] = "temporary_done", [10] = "invalid_message",
+    [5] = "evicted", [6] = "rotated", [7] = "temporary_done", [8] = "duplicate_connection",
+    [10] = "invalid_message",
     [11] = "unexpected_message", [12] = "incompatible_version", [13] = "self_connection",
     [14] = "encryption_required", [20] = "handshake_timeout", [21] = "ping_timeout",
     [22] = "inactivity_timeout", [23] = "connect_timeout", [24] = "temporary_timeout",

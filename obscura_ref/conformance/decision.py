@@ -300,7 +300,8 @@ def _ban_expiry(given: Json) -> Json:
 
 def _backoff(given: Json) -> Json:
     failures = _count(given, "failures")
-    if backoff.forgotten(failures, _flag(given, "persistent")):
+    seed = bool(given.get("seed", False))  # absent: not a seed node
+    if backoff.forgotten(failures, _flag(given, "persistent"), seed):
         return {"removed": True}
     delay = backoff.reconnect_delay(
         failures,
@@ -1440,11 +1441,13 @@ def _backoff_cases() -> Cases:
         interval: float = 30.0,
         *,
         persistent: bool = False,
+        seed: bool = False,
         cap: float = 3600.0,
     ) -> Json:
         return {
             "failures": failures,
             "persistent": persistent,
+            **({"seed": True} if seed else {}),
             "reconnect_interval": interval,
             "reconnect_max_interval": cap,
             "u64": str(u64),
@@ -1496,6 +1499,8 @@ def _backoff_cases() -> Cases:
         ("not persistent, 5 failures: removed from the book", both, draw(5, 2**63)),
         ("not persistent, 6 failures: removed", both, draw(6, 0)),
         ("persistent, 5 failures: kept", both, draw(5, 0, persistent=True)),
+        ("a seed node, 5 failures: kept, with its delay", both, draw(5, 2**63, seed=True)),
+        ("a seed node, 40 failures: kept, the delay capped", both, draw(40, 0, seed=True)),
     ]
     return [
         (
@@ -1509,7 +1514,8 @@ def _backoff_cases() -> Cases:
         (
             "removal",
             "backoff",
-            "A non-persistent entry leaves the book at MAX_FAILURES failures in a row (RECO-6).",
+            "An entry leaves the book at MAX_FAILURES failures in a row unless it is persistent "
+            "or a seed node (RECO-6).",
             removal,
         ),
     ]
@@ -1591,7 +1597,7 @@ def _select_outbound_cases() -> Cases:
             ),
         ),
         (
-            "a group without an outbound connection first, whatever the failures",
+            "a group without an outbound connection first",
             reco1,
             _outbound_input(
                 [_book_entry("10.1.0.1"), _book_entry("10.2.0.1", failures=3)], [_link("10.1.9.9")]
@@ -1618,14 +1624,14 @@ def _select_outbound_cases() -> Cases:
             ),
         ),
         (
-            "fewer failures first",
-            reco1,
+            "failures do not order entries: the lower H(address), however many",
+            hashed,
             _outbound_input(
                 [_book_entry(ip, failures=f) for ip, f in zip(spread, (2, 4, 0, 1, 3), strict=True)]
             ),
         ),
         (
-            "equal groups and failures: the lower H(address)",
+            "equal groups: the lower H(address)",
             hashed,
             _outbound_input([_book_entry(flipped[1]), _book_entry(flipped[0])]),
         ),
@@ -1743,7 +1749,7 @@ def _select_outbound_cases() -> Cases:
             "order",
             "select_outbound",
             "The dials that fill the free outbound slots, in order: a group without an outbound "
-            "or persistent connection first, then fewer failures, then the lower H(address) "
+            "or persistent connection first, then the lower H(address) "
             "(RECO-1).",
             order,
         ),
@@ -1953,7 +1959,7 @@ def _partition_cases() -> Cases:
     ]
     probes: list[Case] = [
         (
-            "seed nodes first, then fewer failures, then the lower H(address)",
+            "seed nodes first, then the lower H(address), whatever the failures",
             hashed,
             _partition_input(same, seeds, last=_NOW, max_temporary=4),
         ),
@@ -2169,7 +2175,8 @@ FILES: dict[str, tuple[Callable[[], Cases], str, Json]] = {
         "which order, and when after a failure.",
         {
             "replay": _MANAGER_REPLAY,
-            "backoff": "input {failures (n, counting the failure just seen), persistent, "
+            "backoff": "input {failures (n, counting the failure just seen), persistent, seed "
+            "(optional, false when absent: a seed node of seed_nodes), "
             'reconnect_interval, reconnect_max_interval, u64 (the draw)}; output {"removed": '
             'true} or {"removed": false, "delay": delay(n)}.',
             "select_outbound": "input {key, now, max_outbound_connections, "

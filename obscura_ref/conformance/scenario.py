@@ -63,7 +63,10 @@ def _fact(given: Json) -> mgr.Fact:
     if kind == "DialFailed":
         return mgr.DialFailed(_address(given["address"]), mgr.PeerType(given["type"]))
     if kind == "Established":
-        return mgr.Established(given["peer"], given["features"])
+        nonce = given.get("dialler_nonce")  # a u64 as decimal text; absent: not known
+        return mgr.Established(
+            given["peer"], given["features"], None if nonce is None else int(nonce)
+        )
     if kind == "RttMeasured":
         return mgr.RttMeasured(given["peer"], float(given["seconds"]))
     if kind == "Misbehaved":
@@ -414,10 +417,117 @@ def scenario_cases() -> list[tuple[str, str, str, list[Case]]]:
             ),
         ),
     ]
+    duplicates: list[Case] = [
+        (
+            "a dialled and an accepted connection with one address: the accepted one, of the "
+            "greater dialler's nonce, is closed duplicate_connection",
+            ["RECO-10", "RECO-2"],
+            scenario(
+                [
+                    *_book("127.60.0.1:9000"),
+                    at(0.0, "Opened", peer=1, address="127.60.0.1:9000", type="outbound"),
+                    at(0.1, "InboundOffered", peer=2, address="127.60.0.1:40000"),
+                    at(0.2, "Established", peer=1, features=1, dialler_nonce="100"),
+                    at(0.3, "Established", peer=2, features=1, dialler_nonce="200"),
+                ],
+                settings={"max_outbound_connections": 1},
+            ),
+        ),
+        (
+            "the dialled one has the greater nonce: it is closed, which is not a failure, and "
+            "its address is not dialled while the other counts",
+            ["RECO-10", "RECO-2", "RECO-4"],
+            scenario(
+                [
+                    *_book("127.61.0.1:9000"),
+                    at(0.0, "Opened", peer=1, address="127.61.0.1:9000", type="outbound"),
+                    at(0.1, "InboundOffered", peer=2, address="127.61.0.1:40000"),
+                    at(
+                        0.2, "Established", peer=2, features=1, dialler_nonce="18446744073709551614"
+                    ),
+                    at(
+                        0.3, "Established", peer=1, features=1, dialler_nonce="18446744073709551615"
+                    ),
+                    at(0.3, "CloseBegan", peer=1, reason="duplicate_connection"),
+                    at(0.4, "Closed", peer=1, reason="duplicate_connection"),
+                    at(5.0, "Tick"),
+                ],
+                settings={"max_outbound_connections": 1},
+            ),
+        ),
+        (
+            "a connection the peer closed with duplicate_connection is a loss: its address backs "
+            "off, and is not dialled while the other counts",
+            ["RECO-10", "RECO-4"],
+            scenario(
+                [
+                    *_book("127.62.0.1:9000"),
+                    at(0.0, "Opened", peer=1, address="127.62.0.1:9000", type="outbound"),
+                    at(0.1, "InboundOffered", peer=2, address="127.62.0.1:40000"),
+                    at(0.2, "Established", peer=2, features=1, dialler_nonce="7"),
+                    at(0.2, "CloseBegan", peer=1, reason="peer_disconnected"),
+                    at(0.3, "Closed", peer=1, reason="peer_disconnected", peer_reason=8),
+                    at(5.0, "Tick"),
+                ],
+                settings={"max_outbound_connections": 1},
+            ),
+        ),
+        (
+            "two accepted connections from one address are left alone: two nodes may share it",
+            ["RECO-10"],
+            scenario(
+                [
+                    at(0.1, "InboundOffered", peer=1, address="127.65.0.1:40000"),
+                    at(0.1, "InboundOffered", peer=2, address="127.65.0.1:40001"),
+                    at(0.2, "Established", peer=1, features=1, dialler_nonce="9"),
+                    at(0.3, "Established", peer=2, features=1, dialler_nonce="10"),
+                ]
+            ),
+        ),
+        (
+            "equal nonces: the connection that completed last is closed",
+            ["RECO-10"],
+            scenario(
+                [
+                    *_book("127.63.0.1:9000"),
+                    at(0.0, "Opened", peer=1, address="127.63.0.1:9000", type="outbound"),
+                    at(0.1, "InboundOffered", peer=2, address="127.63.0.1:40000"),
+                    at(0.2, "Established", peer=2, features=1, dialler_nonce="5"),
+                    at(0.3, "Established", peer=1, features=1, dialler_nonce="5"),
+                ],
+                settings={"max_outbound_connections": 1},
+            ),
+        ),
+    ]
+    recovery: list[Case] = [
+        (
+            "a seed node that fails again and again stays in the book, its delay capped: it "
+            "is dialled again within recovery_bound of its last failure",
+            ["RECO-9", "RECO-6", "RECO-4"],
+            scenario(
+                [
+                    at(0.0, "Tick"),
+                    *[
+                        step
+                        for t in (0.0, 2.0, 5.0, 10.0, 20.0, 40.0, 60.0)
+                        for step in (
+                            at(t, "Tick"),
+                            at(t, "DialFailed", address="127.64.0.1:9000", type="outbound"),
+                        )
+                    ],
+                    # 1.25 * reconnect_max_interval after the last failure: dialled by then
+                    at(70.0, "Tick"),
+                ],
+                settings={"seed_nodes": ["127.64.0.1:9000"], "max_outbound_connections": 1},
+            ),
+        ),
+    ]
     return [
         ("admission", "scenario", "Inbound admission and what counts (section 3, 5).", admission),
         ("outbound", "scenario", "The address book, dials and backoff (sections 7, 8).", outbound),
         ("bans", "scenario", "Misbehaviour, bans and their end (section 6).", bans),
         ("temporary", "scenario", "Partitions and temporary connections (3, 10).", temporary),
         ("rotation", "scenario", "Rotation of outbound connections (section 9).", rotation),
+        ("duplicates", "scenario", "Two connections with one address (section 7).", duplicates),
+        ("recovery", "scenario", "Seed nodes after a partition (section 8).", recovery),
     ]

@@ -825,6 +825,42 @@ def node_cases() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
             ],
         ),
         ("bans", "Misbehaviour bans the address.", "responder", bans),
+        (
+            "duplicates",
+            "The implementation dials the runner, which dials it back from the same address.",
+            "both",
+            duplicate_cases(),
+        ),
+    ]
+
+
+def duplicate_cases() -> list[dict[str, Any]]:
+    """Two connections between the runner and the implementation (RECO-10): the dialler's
+    nonce of the one the implementation dialled is its own handshake nonce; the runner picks
+    the other's, all ones or zero, so that either one is the greater."""
+
+    def both_established(runner_nonce: str) -> list[Step]:
+        return [
+            accept("d"),
+            expect("d", THEIR_HANDSHAKE),
+            send("d", handshake()),
+            # From the address the implementation dialled: the same peer for RECO-2, RECO-10.
+            connect("a", source="127.0.0.1"),
+            send("a", handshake(nonce=runner_nonce)),
+            expect("a", THEIR_HANDSHAKE),
+        ]
+
+    return [
+        case(
+            "the runner's connection has the greater dialler's nonce: closed duplicate_connection",
+            "RECO-10",
+            [*both_established(str(2**64 - 1)), expect_close("a", ["duplicate_connection"])],
+        ),
+        case(
+            "the runner's nonce is zero: the implementation's own connection is closed",
+            "RECO-10",
+            [*both_established("0"), expect_close("d", ["duplicate_connection"])],
+        ),
     ]
 
 

@@ -944,7 +944,7 @@ class PeerConnection:
         if self._policy.shapes and self._secure is not None:
             self._shaper = Shaper(self._rng)  # spec: PRIV-60, PRIV-61 (encrypted only)
             self._arm_at(Timer.DUMMY, self._now + next_dummy_after(self._rng))
-        self._emit(Established(self.negotiated, self.session_id))
+        self._emit(Established(self.negotiated, self.session_id, self.handshake.dialler_nonce))
         return C.ESTABLISHED
 
     def _noise_bytes(self) -> ConnState:

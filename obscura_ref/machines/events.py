@@ -171,11 +171,15 @@ class Negotiated:
 
 @dataclass(frozen=True, slots=True)
 class Established:
-    """The handshake completed: the negotiated values (spec: HS-17), and for an encrypted
-    connection its session id, the Noise handshake hash (spec: PRIV-21, PRIV-35)."""
+    """The handshake completed: the negotiated values (spec: HS-17), for an encrypted
+    connection its session id, the Noise handshake hash (spec: PRIV-21, PRIV-35), and the
+    handshake nonce of the side that dialled (spec/manager.md RECO-10)."""
 
     negotiated: Negotiated
     session_id: bytes | None = None
+    # The handshake nonce of the side that dialled: which of two connections between the
+    # same two nodes is kept (spec/manager.md RECO-10).
+    dialler_nonce: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,15 @@ class HandshakeProtocol:
         assert self._outcome is not None
         return self._outcome
 
+    @property
+    def dialler_nonce(self) -> int | None:
+        """The nonce of the side that opened the connection (the initiator's), once the
+        peer's handshake has arrived: both ends know it, so both order two connections
+        between them alike (spec/manager.md RECO-10)."""
+        if self.role is Role.INITIATOR:
+            return self.nonce
+        return None if self._peer is None else self._peer.nonce
+
     def own_handshake(self) -> Handshake:
         return self._own
 

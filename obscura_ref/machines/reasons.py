@@ -36,6 +36,14 @@ class CloseReason(Enum):
     TEMPORARY_DONE = ReasonInfo(
         7, True, False, "TYPE-2", "a temporary connection's purpose is met: the address answers"
     )
+    DUPLICATE_CONNECTION = ReasonInfo(
+        8,
+        True,
+        False,
+        "RECO-10",
+        "another connection with the peer's address is established; this one's dialler's "
+        "handshake nonce is the greater",
+    )
     INVALID_MESSAGE = ReasonInfo(
         10, True, True, "CONN-30", "the peer sent bytes that do not decode (spec/wire.md)"
     )
@@ -157,6 +165,7 @@ LOCAL_REASONS = frozenset(
         CloseReason.BANNED,
         CloseReason.EVICTED,
         CloseReason.ROTATED,
+        CloseReason.DUPLICATE_CONNECTION,
         CloseReason.TEMPORARY_DONE,
         CloseReason.TEMPORARY_TIMEOUT,
     }

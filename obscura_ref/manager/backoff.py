@@ -29,6 +29,8 @@ def reconnect_delay(failures: int, interval: float, cap: float, u64: int) -> flo
     return min(cap, interval * doubling) * (0.75 + 0.5 * unit_draw(u64))  # spec: RECO-4
 
 
-def forgotten(failures: int, persistent: bool) -> bool:
-    """Whether an entry leaves the address book after ``failures`` consecutive failures."""
-    return not persistent and failures >= MAX_FAILURES  # spec: RECO-6
+def forgotten(failures: int, persistent: bool, seed: bool = False) -> bool:
+    """Whether an entry leaves the address book after ``failures`` consecutive failures.
+    Persistent entries and seed nodes never do: seed nodes are the way back after a partition
+    (section 8, errata.md E-20)."""
+    return not (persistent or seed) and failures >= MAX_FAILURES  # spec: RECO-6, RECO-9

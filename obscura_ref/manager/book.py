@@ -91,7 +91,9 @@ def choose_outbound(
     return min(choices, key=lambda entry: preference(entry, used_groups, key))  # spec: RECO-1
 
 
-def preference(entry: BookEntry, used_groups: set[str], key: bytes) -> tuple[bool, int, int]:
+def preference(entry: BookEntry, used_groups: set[str], key: bytes) -> tuple[bool, int]:
     """The order of section 7, the least first: a group without an outbound or persistent
-    connection, then fewer failures, then the lower H(address)."""
-    return entry.group in used_groups, entry.failures, keyed_hash(key, entry.text)
+    connection, then the lower H(address). Failures delay an entry (section 8) but do not
+    order it: ordered by them, addresses that failed during a partition would never be
+    chosen again after it heals (errata.md E-22)."""
+    return entry.group in used_groups, keyed_hash(key, entry.text)  # spec: RECO-1

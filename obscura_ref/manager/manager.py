@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -19,7 +19,7 @@ from ..machines.padding import RandomSource
 from ..machines.privacy import policy_of
 from ..machines.reasons import CloseReason
 from .admission import inbound_admission, may_open_outbound
-from .backoff import MAX_FAILURES, reconnect_delay
+from .backoff import forgotten, reconnect_delay
 from .bans import BanList, MisbehaviourRecords
 from .book import BookEntry, choose_outbound
 from .eviction import choose_eviction
@@ -30,6 +30,24 @@ from .score import PeerFacts, score
 from .settings import ManagerSettings
 
 Address = tuple[str, int]
+EvictionRule = Callable[[Sequence[PeerFacts], float, bytes], "int | None"]
+OutboundRule = Callable[..., "BookEntry | None"]
+
+
+@dataclass(frozen=True)
+class PolicyRules:
+    """The two choices an attacker with many addresses plays against: which inbound peer is
+    evicted for a newcomer (section 5) and which book entry is dialled next (section 7). A
+    node follows the spec's (None: the functions of eviction.py and book.py, looked up when
+    used); ``obscura-ref simulate`` swaps in others to measure what the spec's rules are worth
+    against an eclipse attempt (obscura_ref/sim/baseline.py), and a researcher can try a
+    change to them the same way."""
+
+    choose_eviction: EvictionRule | None = None
+    choose_outbound: OutboundRule | None = None
+
+
+SPEC_RULES = PolicyRules()
 
 
 class PeerType(Enum):
@@ -90,6 +108,7 @@ class DialFailed:
 class Established:
     peer: int
     features: int
+    dialler_nonce: int | None = None  # the handshake nonce of the side that dialled (RECO-10)
 
 
 @dataclass(frozen=True)
@@ -185,6 +204,7 @@ _NODE_ASKED = frozenset(
         CloseReason.SHUTTING_DOWN,
         CloseReason.TEMPORARY_DONE,
         CloseReason.ROTATED,
+        CloseReason.DUPLICATE_CONNECTION,
         CloseReason.CONNECTION_LIMIT,
         CloseReason.EVICTED,
     }
@@ -208,6 +228,7 @@ class _Peer:
     established_at: float | None = None
     min_rtt: float | None = None
     features: int | None = None
+    dialler_nonce: int | None = None
 
 
 class _Either(Container[str]):
@@ -243,10 +264,13 @@ class ConnectionManager:
         rng: RandomSource,
         now: float,
         bans: BanList | None = None,
+        rules: PolicyRules = SPEC_RULES,
     ) -> None:
         """``key``: the node's 32 secret bytes (LIM-11); ``rng``: the draws of the backoff's
-        jitter; ``bans``: those loaded from the ban file (BAN-7)."""
+        jitter; ``bans``: those loaded from the ban file (BAN-7); ``rules``: the spec's
+        eviction and outbound choices unless an experiment replaces them."""
         self.settings = settings
+        self.rules = rules
         self.key = key
         self._rng = rng
         self.started_at = now
@@ -317,7 +341,8 @@ class ConnectionManager:
             self._out.append(Admit(fact.peer))
             return
         candidates = [self._facts(p) for p in self._counting(PeerType.INBOUND)]
-        victim = choose_eviction(candidates, self._now, self.key)  # spec: LIM-17
+        evict = self.rules.choose_eviction or choose_eviction
+        victim = evict(candidates, self._now, self.key)  # spec: LIM-17
         if victim is None:
             self._peers[fact.peer] = record  # not counting
             self._out.append(Refuse(fact.peer, CloseReason.CONNECTION_LIMIT))  # spec: LIM-16
@@ -344,12 +369,33 @@ class ConnectionManager:
         if peer is None:
             return
         peer.established_at, peer.features = self._now, fact.features
+        peer.dialler_nonce = fact.dialler_nonce
+        self._one_per_address(peer)  # spec: RECO-10
         entry = self.book.get(peer.address)
         if entry is not None:
             entry.failures = 0  # spec: RECO-4 (a completed handshake resets the count)
             entry.next_attempt = self._now
         if peer.type is PeerType.TEMPORARY and peer.counts:
             self._evict(peer, CloseReason.TEMPORARY_DONE)  # spec: TYPE-2
+
+    def _one_per_address(self, peer: _Peer) -> None:
+        """A connection this node dialled and one it accepted, with one address, both
+        established: close the one whose dialler's handshake nonce is the greater, which the
+        other end closes too (RECO-10). Two accepted ones may be two nodes behind one address."""
+        if peer.dialler_nonce is None or not peer.counts:
+            return
+        accepted = peer.type is PeerType.INBOUND
+        for other in self._counting(None):
+            same = other.address[0] == peer.address[0] and other is not peer
+            crossed = (other.type is PeerType.INBOUND) != accepted
+            if not (same and crossed) or other.established_at is None:
+                continue
+            if other.dialler_nonce is None:
+                continue
+            # spec: RECO-10 (equal nonces cannot be told apart: the newer one goes)
+            loser = other if other.dialler_nonce > peer.dialler_nonce else peer
+            self._evict(loser, CloseReason.DUPLICATE_CONNECTION)
+            return
 
     def _on_RttMeasured(self, fact: RttMeasured) -> None:
         peer = self._peers.get(fact.peer)
@@ -423,8 +469,8 @@ class ConnectionManager:
         if entry is None:
             return
         entry.failures += 1
-        if not entry.persistent and entry.failures >= MAX_FAILURES:
-            del self.book[address]  # spec: RECO-6
+        if forgotten(entry.failures, entry.persistent, entry.source == "seed"):
+            del self.book[address]  # spec: RECO-6 (seed nodes stay: RECO-9)
             return
         delay = reconnect_delay(
             entry.failures,
@@ -496,7 +542,8 @@ class ConnectionManager:
             entry = None
             # spec: PRIV-10 (a rotated group only when no entry of another group is eligible)
             for excluded in (self._rotated_groups, set()):
-                entry = choose_outbound(  # spec: RECO-1
+                choose = self.rules.choose_outbound or choose_outbound
+                entry = choose(  # spec: RECO-1
                     (e for e in self.book.values() if not e.persistent),
                     now=self._now,
                     key=self.key,
@@ -655,6 +702,20 @@ class ConnectionManager:
         )
 
     # ---- monitoring ----------------------------------------------------------------------
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether the node is partitioned (section 10), as of the last fact."""
+        return self._partitioned
+
+    def count(self, kind: PeerType) -> int:
+        """The connections of ``kind`` that count against its limit now, dials under way
+        included (LIM-12)."""
+        return self._count(kind)
+
+    def total(self) -> int:
+        """Every connection that counts now (LIM-14)."""
+        return self._total()
 
     def type_of(self, peer: int) -> PeerType | None:
         record = self._peers.get(peer)

@@ -38,10 +38,10 @@ def probe_slots(temporary: int, total: int, max_temporary: int, max_total: int) 
     return max(0, min(max_temporary - temporary, max_total - total))  # spec: LIM-13, LIM-14
 
 
-def probe_order(entry: BookEntry, key: bytes) -> tuple[bool, int, int]:
+def probe_order(entry: BookEntry, key: bytes) -> tuple[bool, int]:
     """Seed nodes first, then the order of section 7 (every group probed holds no connection,
-    so its first criterion does not tell them apart): fewer failures, the lower H(address)."""
-    return entry.source != "seed", entry.failures, keyed_hash(key, entry.text)
+    so its first criterion does not tell them apart): the lower H(address)."""
+    return entry.source != "seed", keyed_hash(key, entry.text)  # spec: RECO-7
 
 
 def choose_probes(
@@ -57,7 +57,7 @@ def choose_probes(
 ) -> list[BookEntry]:
     """The entries to dial temporary connections to, at most ``free_slots``: eligible ones
     (section 7) in groups that hold no connection, seed nodes first, then in the order of
-    section 7 (fewer failures, then the lower H(address)); one per group and per IP address,
+    section 7 (the lower H(address)); one per group and per IP address,
     since each probe dialled puts a connection in its group."""
     choices = [
         entry
@@ -79,3 +79,13 @@ def choose_probes(
         groups.add(entry.group)
         ips.add(entry.host)
     return probes
+
+
+def recovery_bound(
+    reconnect_max_interval: float, connection_timeout: float, handshake_timeout: float
+) -> float:
+    """The seconds within which a node regains its outbound connections once a partition
+    heals (section 8): a dial under way at the heal fails within ``connection_timeout``, the
+    next attempt comes within the longest backoff delay, ``1.25 * reconnect_max_interval``
+    (RECO-9), and its connection and handshake complete within their timeouts."""
+    return 1.25 * reconnect_max_interval + 2 * connection_timeout + handshake_timeout
