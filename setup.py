@@ -20,6 +20,7 @@ setup(
             "pytest>=8",
             "hypothesis>=6.100",
             "jsonschema>=4.20",
+            "matplotlib>=3.8",
             "mypy>=1.10",
             "noiseprotocol>=0.3.1",
             "ruff>=0.5",

@@ -55,6 +55,7 @@ from .logs import configure as configure_logging
 from .logs import frame_logger
 from .machines.events import MessageReceived
 from .node import Node, NodeError, NodeEvent, parse_address
+from .sim import command as simulate
 from .specgen import refresh as refresh_generated
 from .trace import run as run_trace
 from .wire import EncodeError, Opaque, decode_frames, encode_frame
@@ -212,6 +213,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     adapter.set_defaults(handler=lambda args: decision.adapter_main(sys.stdin, sys.stdout))
     demo.add_parser(commands)
+    simulate.add_parser(commands)
     return parser
 
 
