@@ -367,10 +367,9 @@ def _rotate(given: Json) -> Json:
 
 def _partition(given: Json) -> Json:
     connections = _connections(given)
-    # partitioned() reads only the address of each established connection.
     established = [
-        PeerFacts(number, c["ip"], 0.0, 0.0, None, None)
-        for number, c in enumerate(connections)
+        c["ip"]
+        for c in connections
         if c["type"] in ("outbound", "persistent") and _flag(c, "established")
     ]
     now = _number(given, "now")

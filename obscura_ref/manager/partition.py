@@ -12,23 +12,22 @@ from collections.abc import Callable, Container, Iterable, Sequence
 
 from .book import BookEntry, eligible
 from .groups import address_group, keyed_hash
-from .score import PeerFacts
 
 
 def partitioned(
-    established: Sequence[PeerFacts],
+    established: Sequence[str],
     last_established_at: float | None,
     started_at: float,
     now: float,
     partition_timeout: float,
 ) -> bool:
-    """Whether the node is partitioned. ``established``: its established outbound and
-    persistent connections; ``last_established_at``: the last time it had one (None: never),
-    from which, or else from ``started_at``, the silence is counted."""
+    """Whether the node is partitioned. ``established``: the IP addresses of its established
+    outbound and persistent connections; ``last_established_at``: the last time it had one
+    (None: never), from which, or else from ``started_at``, the silence is counted."""
     if not established:
         since = last_established_at if last_established_at is not None else started_at
         return now >= since + partition_timeout  # spec: RECO-7, KA-10 (the deadline, as armed)
-    groups = {address_group(peer.ip) for peer in established}
+    groups = {address_group(ip) for ip in established}
     return len(established) >= 2 and len(groups) == 1  # spec: RECO-7
 
 
