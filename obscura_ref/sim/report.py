@@ -89,6 +89,16 @@ def group_reach(m: Measures) -> list[float]:
     return sorted(len(groups) / m.honest_groups for groups in m.groups_reached.values())
 
 
+def book_reach(m: Measures) -> list[float]:
+    """Per node, the share of the address groups of its book its outbound peers came from:
+    without address relay a node reaches no group its book does not hold."""
+    return sorted(
+        len(groups & m.book_groups[ip]) / len(m.book_groups[ip])
+        for ip, groups in m.groups_reached.items()
+        if m.book_groups.get(ip)
+    )
+
+
 # ---- the plots -------------------------------------------------------------------------------
 
 
@@ -190,14 +200,12 @@ def _plots(out: Path, main: Run, spec: Run | None, baseline: Run | None) -> list
 # ---- the text ---------------------------------------------------------------------------------
 
 
-def _stats(values: Sequence[float]) -> str:
+def _stats(values: Sequence[float], form: str = ".1f") -> str:
     if not values:
         return "none"
     ordered = sorted(values)
-    return (
-        f"median {statistics.median(ordered):.1f}, 95th percentile {_quantile(ordered, 0.95):.1f},"
-        f" max {ordered[-1]:.1f}"
-    )
+    median, high = statistics.median(ordered), _quantile(ordered, 0.95)
+    return f"median {median:{form}}, 95th percentile {high:{form}}, max {ordered[-1]:{form}}"
 
 
 def render(main: Run, spec: Run | None, baseline: Run | None, plots: list[str]) -> str:
@@ -312,9 +320,11 @@ def render(main: Run, spec: Run | None, baseline: Run | None, plots: list[str]) 
         f"- Outbound connections rotated away per node per hour: "
         f"{_stats([r / hours for r in rotated])}.",
         f"- Share of a node's outbound peers replaced per rotation interval: "
-        f"{_stats(turnover(m))}.",
+        f"{_stats(turnover(m), '.0%')}.",
         f"- Share of the {m.honest_groups} honest address groups a node's outbound connections "
-        f"reached over the run: {_stats(reach)}.",
+        f"reached over the run: {_stats(reach, '.0%')}; of the groups its book held: "
+        f"{_stats(book_reach(m), '.0%')} (a node learns no address beyond its book: its "
+        f"{s.book_size} seed nodes).",
         "",
     ]
     if "rotation.png" in plots:

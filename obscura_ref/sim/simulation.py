@@ -117,6 +117,7 @@ class Measures:
     rotations: Counter[str] = field(default_factory=Counter)  # node: outbound rotated away
     outbound_sets: dict[str, list[frozenset[str]]] = field(default_factory=dict)
     groups_reached: dict[str, set[str]] = field(default_factory=dict)
+    book_groups: dict[str, set[str]] = field(default_factory=dict)  # of each node's books
     honest_groups: int = 0
     closes: Counter[str] = field(default_factory=Counter)  # reason: count
     bans_refused: int = 0  # connections refused as banned (BAN-3)
@@ -225,7 +226,14 @@ class Simulation:
         self, sim: SimNode, pool: list[tuple[str, int]], silent: list[tuple[str, int]]
     ) -> None:
         """Start (or restart) the node of ``sim``, with a fresh book drawn from ``pool``."""
-        updates: dict[str, object] = {"seed_nodes": tuple(self._book(sim, pool, silent))}
+        book = self._book(sim, pool, silent)
+        updates: dict[str, object] = {"seed_nodes": tuple(book)}
+        if sim.role == "honest":  # what its outbound connections could reach at best
+            groups = self.measures.book_groups.setdefault(sim.ip, set())
+            for text in book:
+                peer = self.by_ip.get(text.rpartition(":")[0])
+                if peer is not None and peer.role in ("honest", "victim"):
+                    groups.add(address_group(peer.ip))
         if sim.role == "attacker":  # redials soon: it wants every slot it can get
             updates.update(reconnect_interval=ATTACKER_REDIAL, reconnect_max_interval=60.0)
         config = self._config.with_values(updates, "simulation")
@@ -427,7 +435,10 @@ class Simulation:
             sim.new_ips.add(ip)
             if kind is PeerType.OUTBOUND:
                 sim.outbound += 1
-                self.measures.groups_reached.setdefault(sim.ip, set()).add(address_group(ip))
+                remote = self.by_ip.get(ip)
+                if remote is not None and remote.role in ("honest", "victim"):
+                    reached = self.measures.groups_reached.setdefault(sim.ip, set())
+                    reached.add(address_group(ip))
                 self._note_recovery(sim)
             if sim.role == "flooder":
                 sim.flooding.add(delivered.peer)
