@@ -31,7 +31,7 @@ from obscura_ref.manager.bans import POINTS
 from obscura_ref.manager.book import SOURCES
 from obscura_ref.manager.settings import ManagerSettings
 
-from .common import Reader, Writer, check
+from .common import Breach, Reader, Writer, check
 
 Address = tuple[str, int]
 KEY = bytes(range(32))
@@ -100,6 +100,7 @@ MACHINE_REASONS = tuple(
         CloseReason.ROTATED,
         CloseReason.TEMPORARY_DONE,
         CloseReason.TEMPORARY_TIMEOUT,
+        CloseReason.DUPLICATE_CONNECTION,
     }
 )
 REQUIREMENTS = (*sorted(POINTS), "CONN-30", "PRIV-27")  # named and not: 0 points
@@ -110,7 +111,7 @@ MAX_TICKS = 8  # ticks delivered at their times in one op
     LISTEN,  # [addr]
     ADD,  # [addr, source: byte]
     INBOUND,  # [addr]
-    ESTABLISHED,  # [peer: byte, features: byte]
+    ESTABLISHED,  # [peer: byte, features: byte, dialler's nonce: byte] (see nonce_of)
     RTT,  # [peer: byte, rtt: byte] in 20 ms steps
     MISBEHAVED,  # [peer: byte, requirement: byte] then its close, invalid_message
     CLOSE_BEGAN,  # [peer: byte, reason: byte]
@@ -222,8 +223,9 @@ class Run:
         check(wake.time >= self.now, f"WakeAt({wake.time}) in the past at {self.now}")
         self.wake = wake.time
         counted = self.check_counts()
-        own = {kind: self.manager._count(kind) for kind in mgr.PeerType}
-        check(own == counted, f"the manager counts {own}, the node {counted}")
+        own = {kind: self.manager.count(kind) for kind in mgr.PeerType}
+        if own != counted:  # (messages are built only on failure: this runs on every fact)
+            raise Breach(f"the manager counts {own}, the node {counted}")
         book = len(self.manager.book)
         check(book <= len(self.added), f"{book} entries in the book, {len(self.added)} added")
 
@@ -271,10 +273,11 @@ class Run:
             mgr.PeerType.TEMPORARY: self.settings.max_temporary_connections,
         }
         for kind, limit in limits.items():
-            check(counts[kind] <= limit, f"{counts[kind]} {kind.value} over the limit {limit}")
-        total = sum(counts.values())
-        limit = self.settings.max_total_connections
-        check(total <= limit, f"{total} connections over max_total_connections {limit}")
+            if counts[kind] > limit:
+                raise Breach(f"{counts[kind]} {kind.value} over the limit {limit}")
+        total, limit = sum(counts.values()), self.settings.max_total_connections
+        if total > limit:
+            raise Breach(f"{total} connections over max_total_connections {limit}")
         return counts
 
     # ---- the ops -----------------------------------------------------------------------
@@ -305,9 +308,9 @@ class Run:
             self.report(mgr.InboundOffered(self.next_peer - 1, address))
         elif op == ESTABLISHED:
             peer = self.peer("new")
-            features = reader.byte()
+            features, nonce = reader.byte(), nonce_of(reader.byte())
             if peer is not None:
-                self.report(mgr.Established(peer.number, features))
+                self.report(mgr.Established(peer.number, features, nonce))
         elif op == RTT:
             peer = self.peer("established")
             seconds = reader.byte() * 0.02
@@ -362,14 +365,21 @@ class Ops:
         return self.writer.bytes()
 
 
+def nonce_of(value: int) -> int:
+    """A dialler's handshake nonce (RECO-10) from one byte: small ones, which two connections
+    share often, and the largest u64 values."""
+    return value if value < 0xF0 else 2**64 - (0x100 - value)
+
+
 def new_address(text: str) -> tuple[int, int, int]:
-    """The operands that name ``IP:PORT`` as a new address, when the format can write it."""
+    """The operands that name ``IP:PORT`` as a new address: exactly for 127.G.0.H (plain or
+    IPv4-mapped) on a port of PORTS, else the nearest the format can write."""
     host, _, port = text.rpartition(":")
     host = host.strip("[]")
-    parts = host.split(".")
-    kind = 0
-    if host.startswith("::ffff:"):
-        kind, parts = 2, host[len("::ffff:") :].split(".")
-    if len(parts) != 4 or parts[0] != "127" or parts[2] != "0" or int(port) not in PORTS:
-        raise ValueError(f"{text} cannot be written as a new address")
-    return 0x80 | PORTS.index(int(port)) << 2 | kind, int(parts[1]), int(parts[3])
+    kind = 2 if host.startswith("::ffff:") else 0
+    parts = host.removeprefix("::ffff:").split(".")
+    if len(parts) != 4:
+        kind, parts = 1, ["0", *host.split(":")[-3:]]
+    group, hosted = (int(p or "0", 16 if kind == 1 else 10) & 0xFF for p in (parts[1], parts[3]))
+    index = PORTS.index(int(port)) if int(port) in PORTS else int(port) % len(PORTS)
+    return 0x80 | index << 2 | kind, group, hosted

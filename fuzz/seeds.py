@@ -181,7 +181,9 @@ def manager_seeds() -> Iterator[bytes]:
             elif fact == "InboundOffered":
                 ops.op(manager.INBOUND, delay, *_address(named, step["address"]))
             elif fact == "Established":
-                ops.op(manager.ESTABLISHED, delay, peer, step["features"])
+                nonce = int(step.get("dialler_nonce") or 0)
+                nonce = nonce if nonce < 0xF0 else max(0x100 - (2**64 - nonce), 0xF0)
+                ops.op(manager.ESTABLISHED, delay, peer, step["features"], nonce)
             elif fact == "RttMeasured":
                 ops.op(manager.RTT, delay, peer, round(float(step["seconds"]) / 0.02))
             elif fact == "Misbehaved":
