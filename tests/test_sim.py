@@ -202,6 +202,8 @@ def test_a_bad_option_is_refused_and_a_breach_ends_the_command_naming_seed_and_s
 ) -> None:
     done = _simulate(tmp_path, "0", "--nodes", "10", "--duration", "50", "--set", "nonsense=1")
     assert done.returncode == 2 and "nonsense" in done.stderr
+    done = _simulate(tmp_path, "0", "--nodes", "10", "--partition-share", "1.5")
+    assert done.returncode == 2 and "partition_share must be within 0 and 1" in done.stderr
     _duplicates_kept(monkeypatch)  # the worker processes are forked: they inherit it
     options = ["--nodes", "30", "--duration", "120", "--seed", "3", "--eclipse-nodes", "0"]
     assert cli.main(["simulate", "--out", str(tmp_path / "r"), *options]) == 1

@@ -47,5 +47,37 @@ class Scenario:
     sample_every: float = 10.0  # seconds between samples of the measures
     settings: dict[str, object] = field(default_factory=dict)  # node config (--set)
 
+    def __post_init__(self) -> None:
+        """Refuse, by name, what no network could be (``obscura-ref simulate`` says it)."""
+        at_least_zero = [
+            "nodes",
+            "book_size",
+            "min_latency",
+            "max_latency",
+            "jitter",
+            "resets_per_hour",
+            "departures_per_hour",
+            "flooders",
+            "violators",
+            "silent",
+            "attackers",
+            "victim_fans",
+            "attack_at",
+        ]
+        for name in at_least_zero:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("duration", "mean_downtime", "partition_for", "sample_every"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be above 0, got {getattr(self, name)}")
+        if not 0 <= self.partition_share <= 1:
+            raise ValueError(f"partition_share must be within 0 and 1, got {self.partition_share}")
+        if self.min_latency > self.max_latency:
+            raise ValueError("min_latency must not be above max_latency")
+        if not 1 <= self.attacker_groups <= 5:
+            raise ValueError(f"attacker_groups must be 1 to 5, got {self.attacker_groups}")
+        if self.nodes + self.flooders > 200 * 250 * 250:
+            raise ValueError("too many nodes for the addresses of 127.0.0.0/8 this model uses")
+
     def node_settings(self) -> dict[str, object]:
         return {**NODE_DEFAULTS, **self.settings}

@@ -193,7 +193,7 @@ class Simulation:
             self.flooders.append(sim)
             self.by_ip[ip] = sim
         for a in range(s.attackers):
-            k = max(1, min(5, s.attacker_groups))
+            k = s.attacker_groups
             ip = f"127.{250 + a % k}.{(a // k) // 250}.{1 + (a // k) % 250}"
             sim = SimNode(ip, "attacker", self._host(ip, ATTACKER_LATENCY))
             self.attackers.append(sim)
