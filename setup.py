@@ -26,6 +26,7 @@ setup(
             "ruff>=0.5",
             "types-jsonschema",
         ],
+        "fuzz": ["atheris>=2.3"],  # the campaign of fuzz/README.md, not the test suite
     },
     entry_points={"console_scripts": ["obscura-ref=obscura_ref.cli:main"]},
     classifiers=[
