@@ -33,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-WORKDIR = Path(__file__).resolve().parent / "work"
+WORKDIR = Path(__file__).resolve().parent / "runs"
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF)
 
 
