@@ -388,10 +388,8 @@ class ConnectionManager:
         for other in self._counting(None):
             same = other.address[0] == peer.address[0] and other is not peer
             crossed = (other.type is PeerType.INBOUND) != accepted
-            if not (same and crossed) or other.established_at is None:
-                continue
-            if other.dialler_nonce is None:
-                continue
+            if not (same and crossed) or other.dialler_nonce is None:
+                continue  # a known dialler's nonce means its handshake completed
             # spec: RECO-10 (equal nonces cannot be told apart: the newer one goes)
             loser = other if other.dialler_nonce > peer.dialler_nonce else peer
             self._evict(loser, CloseReason.DUPLICATE_CONNECTION)
@@ -538,11 +536,11 @@ class ConnectionManager:
             self._dial(address, PeerType.PERSISTENT)  # spec: RECO-5
 
     def _fill_outbound(self) -> None:
+        choose = self.rules.choose_outbound or choose_outbound
         while self.book and self._room(PeerType.OUTBOUND):  # spec: LIM-13, LIM-14
             entry = None
             # spec: PRIV-10 (a rotated group only when no entry of another group is eligible)
             for excluded in (self._rotated_groups, set()):
-                choose = self.rules.choose_outbound or choose_outbound
                 entry = choose(  # spec: RECO-1
                     (e for e in self.book.values() if not e.persistent),
                     now=self._now,
